@@ -1,0 +1,101 @@
+# rollout — build, deps, test, demo, asan, bench, install.
+#   make            build ./rollout and the demo service
+#   make deps       install the Debian packages the build, tests and demo need
+#   make test       run every suite; ends with one line "N passed, N failed"
+#   make asan       the whole suite under AddressSanitizer + UBSan
+#   make demo       run_all on the local target
+#   make bench      the benchmarks under tests/bench (not tests)
+#   make install    PREFIX=/usr/local
+
+PREFIX ?= /usr/local
+BUILD ?= build
+BIN ?= rollout
+CC ?= cc
+CFLAGS ?= -O2 -g
+LDFLAGS ?=
+
+PKGS := lua5.4 yaml-0.1 libcurl libcjson libedit
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN := -Wall -Wextra -Werror
+ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+LIBS := $(PKG_LIBS) -lm
+
+# Debian packages: build, tests (cmocka, busted, python3-jsonschema for the
+# CRD schemas, openssl for the fake API server's certificates), the local
+# target (haproxy), the demo service (libmicrohttpd), benchmarks (wrk, hyperfine).
+DEB_PACKAGES := build-essential pkg-config liblua5.4-dev lua5.4 libyaml-dev \
+	libcurl4-openssl-dev libcjson-dev libcmocka-dev lua-busted haproxy \
+	libedit-dev libmicrohttpd-dev python3 python3-jsonschema openssl curl \
+	wrk hyperfine tmux procps iproute2
+
+CORE_SRC := $(wildcard runtime/core/*.c)
+HOST_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c))
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
+HOST_OBJ := $(HOST_SRC:%.c=$(BUILD)/%.o)
+MAIN_OBJ := $(BUILD)/runtime/main.o
+C_TESTS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
+DEMO := $(if $(wildcard services/microservice-1/Makefile),services/microservice-1/microservice-1)
+
+.PHONY: all deps test asan demo bench install uninstall clean check-tools
+
+all: $(BIN) $(C_TESTS) $(DEMO)
+
+$(BIN): $(MAIN_OBJ) $(HOST_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/c/%.c $(HOST_OBJ) $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) -lcmocka
+
+ifneq ($(DEMO),)
+$(DEMO): FORCE
+	$(MAKE) -s -C services/microservice-1
+endif
+
+FORCE:
+
+deps:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	have=$$(dpkg-query -W -f='$${db:Status-Abbrev}\n' $(DEB_PACKAGES) 2>/dev/null | grep -c '^ii'); \
+	if [ "$$have" -lt "$(words $(DEB_PACKAGES))" ]; then \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES); \
+	else echo "deps: all $(words $(DEB_PACKAGES)) packages are installed"; fi
+
+test: all
+	ROLLOUT_BIN=$(abspath $(BIN)) BUILD=$(BUILD) tests/run
+
+# The whole suite with the host built under AddressSanitizer + UBSan.
+asan:
+	$(MAKE) BUILD=build-asan BIN=build-asan/rollout \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined" test
+
+demo: all
+	./$(BIN) scripts/run_all.lua microservice-1
+
+bench: all
+	@for b in tests/bench/*; do [ -x "$$b" ] && { echo "== $$b"; ROLLOUT_BIN=$(abspath $(BIN)) "$$b"; }; done; true
+
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/rollout
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/rollout
+	cp -R stdlib/rollout $(DESTDIR)$(PREFIX)/share/rollout/
+	cp -R scripts deployments $(DESTDIR)$(PREFIX)/share/rollout/
+	if [ -x $(DEMO) ]; then install -d $(DESTDIR)$(PREFIX)/share/rollout/services/microservice-1 && \
+	  install -m 755 $(DEMO) $(DESTDIR)$(PREFIX)/share/rollout/services/microservice-1/; fi
+
+uninstall:
+	rm -rf $(DESTDIR)$(PREFIX)/bin/rollout $(DESTDIR)$(PREFIX)/share/rollout
+
+clean:
+	rm -rf build build-asan rollout
+	-$(MAKE) -s -C services/microservice-1 clean
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

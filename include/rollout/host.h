@@ -1,0 +1,94 @@
+/* The C host: exit codes, the error convention and the helpers every binding
+ * shares.
+ *
+ * Error convention (DESIGN.md):
+ *   - misuse (wrong argument type, closed handle) raises: luaL_argerror or
+ *     luaL_error;
+ *   - environment failures (timeouts, exit codes, HTTP errors, missing files)
+ *     return `nil, message, code`, where code is a short string such as
+ *     "timeout", "connect", "ENOENT" (rollout_fail / rollout_fail_errno).
+ *   - a refusal that should end the program with a chosen exit code is an
+ *     error value that is a table { message = "...", exit = 2 }; the host
+ *     prints the message without a traceback and exits with that code.
+ */
+#ifndef ROLLOUT_HOST_H
+#define ROLLOUT_HOST_H
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#define ROLLOUT_VERSION "0.1.0"
+
+/* Exit codes of the rollout binary (documented in --help and README). */
+typedef enum rollout_exit {
+    ROLLOUT_EXIT_OK = 0,      /* success */
+    ROLLOUT_EXIT_FAILURE = 1, /* an uncaught error, a failed check */
+    ROLLOUT_EXIT_USAGE = 2    /* usage error, or invalid input refused before any change */
+} rollout_exit;
+
+/* Every C binding, registered in package.preload as "rollout.<name>". */
+#define ROLLOUT_MODULE(name) int luaopen_rollout_##name(lua_State *L);
+#include "rollout/modules.h"
+#undef ROLLOUT_MODULE
+
+/* Host set-up (runtime/host.c). */
+typedef struct rollout_options {
+    const char *argv0;  /* as invoked, used to find the stdlib */
+    const char *target; /* --target NAME, or NULL */
+} rollout_options;
+
+/* Registers the bindings in package.preload and puts the stdlib on
+ * package.path. Runs inside a protected call. */
+void rollout_host_open(lua_State *L, const rollout_options *opts);
+
+/* Registry fields set by rollout_host_open (read by rollout.sys). */
+extern const char *const rollout_key_stdlib;
+extern const char *const rollout_key_target;
+extern const char *const rollout_key_exe;
+
+/* Calls the function below `narg` arguments with a traceback handler, with
+ * ^C armed for the duration. Returns a lua status. */
+int rollout_docall(lua_State *L, int narg, int nres);
+
+/* Reports the error on top of the stack (stderr) and returns the exit code
+ * it asks for: the `exit` field of a refusal table, else 1. Pops it. */
+int rollout_report(lua_State *L, int status, const char *progname);
+
+/* ^C handling (runtime/interrupt.c). */
+void rollout_interrupt_arm(lua_State *L);    /* install the SIGINT handler */
+void rollout_interrupt_disarm(void);         /* restore the default action */
+int rollout_interrupted(void);               /* a ^C arrived and is pending */
+void rollout_interrupt_clear(void);
+void rollout_check_interrupt(lua_State *L);  /* raise "interrupted" if pending */
+/* Children of rollout.proc.run, stopped by ^C (detached daemons are not). */
+void rollout_child_track(pid_t pid);
+void rollout_child_untrack(pid_t pid);
+
+/* Environment failures: push nil, message, code and return 3. */
+int rollout_fail(lua_State *L, const char *code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Same, with strerror(err) appended and the errno name (ENOENT...) as code. */
+int rollout_fail_errno(lua_State *L, int err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+const char *rollout_errno_name(int err);
+
+/* Reads an optional numeric field of the table at idx (misuse raises). */
+double rollout_optfield_number(lua_State *L, int idx, const char *field, double def);
+/* Reads an optional string field; returns def when absent. */
+const char *rollout_optfield_string(lua_State *L, int idx, const char *field, const char *def);
+/* Reads an optional boolean field. */
+int rollout_optfield_boolean(lua_State *L, int idx, const char *field, int def);
+
+/* Monotonic clock in seconds. */
+double rollout_now(void);
+
+#endif

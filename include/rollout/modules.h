@@ -1,0 +1,5 @@
+/* The C bindings, one per runtime/<name>.c, each required as rollout.<name>.
+ * Included with ROLLOUT_MODULE(name) defined; keep one line per module. */
+ROLLOUT_MODULE(sys)
+ROLLOUT_MODULE(weights)
+ROLLOUT_MODULE(time)

@@ -1,0 +1,208 @@
+/*
+ * rollout/stats.h — statistics core (Lua-free C11, libm only).
+ *
+ * Used to decide whether an observed traffic split matches the configured
+ * weights, with a stated false-alarm rate, and to plan how many requests a
+ * verification needs.  See "Verifying a split honestly" in DESIGN.md.
+ *
+ * Conventions
+ *   - Functions returning int return RS_OK (0) on success and a negative
+ *     rs_status on failure; output pointers are written only on success.
+ *   - Functions returning double return NaN on invalid arguments.
+ *   - Functions returning long (planning) return a negative rs_status on
+ *     invalid arguments.
+ *   - Nothing here aborts, prints, or keeps global state; everything is
+ *     reentrant (the PRNG state is caller-owned).
+ *
+ * "Shares" arrays hold non-negative finite weights, not necessarily
+ * normalized (they are divided by their sum); at least one must be > 0.
+ * Categories whose share is 0 are EXCLUDED from the goodness-of-fit tests,
+ * and so are the counts observed in them: traffic reaching a zero-weight
+ * version is a separate, automatic failure decided by the caller.
+ */
+#ifndef ROLLOUT_STATS_H
+#define ROLLOUT_STATS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum rs_status {
+    RS_OK = 0,
+    RS_EINVAL = -1,  /* invalid argument (NULL, out of range, NaN, k < 1...) */
+    RS_ETOOBIG = -2, /* exact test infeasible: too many outcomes; use chi2  */
+    RS_ERANGE = -3,  /* result not representable (e.g. n would overflow)   */
+    RS_ENOMEM = -4   /* allocation failed                                   */
+} rs_status;
+
+/* Which test rs_gof() used. */
+typedef enum rs_method {
+    RS_METHOD_CHI2 = 1,  /* Pearson chi-square, asymptotic p-value */
+    RS_METHOD_EXACT = 2  /* exact multinomial (binomial for 2 categories) */
+} rs_method;
+
+/* ---------------------------------------------------------------------
+ * Special functions and distributions
+ * ------------------------------------------------------------------- */
+
+/* Regularized lower incomplete gamma P(a, x) = gamma(a, x) / Gamma(a),
+ * a > 0, x >= 0 (x = +inf allowed).  P + Q = 1.  Accurate to ~1e-13
+ * relative for a up to ~1e6 (beyond that it is slow, not wrong). */
+double rs_gamma_p(double a, double x);
+
+/* Regularized upper incomplete gamma Q(a, x) = 1 - P(a, x), computed
+ * directly (no 1 - P cancellation) so tiny tails keep full relative
+ * accuracy; underflows to 0 only below ~1e-308. */
+double rs_gamma_q(double a, double x);
+
+/* Chi-square with df > 0 degrees of freedom (df need not be an integer).
+ * cdf = P(X <= x), sf = P(X > x).  x <= 0 gives cdf 0, sf 1. */
+double rs_chi2_cdf(double x, double df);
+double rs_chi2_sf(double x, double df);
+
+/* Chi-square quantiles: rs_chi2_quantile(p, df) is the x with cdf(x) = p
+ * (p in [0,1]; p = 1 gives +inf); rs_chi2_isf(q, df) the x with sf(x) = q,
+ * which is the accurate way to get critical values for tiny q (alpha). */
+double rs_chi2_quantile(double p, double df);
+double rs_chi2_isf(double q, double df);
+
+/* Standard normal cdf Phi(z) (via erfc: accurate in both tails) and its
+ * inverse (p in [0,1]; 0 -> -inf, 1 -> +inf), ~1e-15 relative. */
+double rs_norm_cdf(double z);
+double rs_norm_quantile(double p);
+
+/* log P(X = x) for X ~ Binomial(n, p), n >= 0, 0 <= p <= 1; -inf for x
+ * outside [0, n]; NaN if invalid.  Absolute error ~1e-15 independent of n
+ * (saddle-point form with Stirling remainders, not lgamma differences). */
+double rs_binom_logpmf(long x, long n, double p);
+
+/* Upper tail P(X > x) of the noncentral chi-square with df > 0 and
+ * noncentrality lambda >= 0, as a Poisson(lambda/2)-weighted sum of central
+ * chi-square tails summed outward from the Poisson mode until the
+ * remainder is below 1e-16 of the sum.  Intended for lambda up to ~1e5. */
+double rs_ncchi2_sf(double x, double df, double lambda);
+
+/* ---------------------------------------------------------------------
+ * Goodness of fit: do observed counts match the expected shares?
+ * ------------------------------------------------------------------- */
+
+/* Pearson chi-square goodness of fit over the k categories.  Only the
+ * categories with share > 0 take part; with m of them, df = m - 1 and
+ * the expected count of category i is n * share_i / sum(shares), n being
+ * the total observed in those m categories.
+ * If m == 1 (df == 0) or n == 0 there is no evidence against the
+ * hypothesis: *stat_out = 0, *p_out = 1.
+ * Any of stat_out, p_out, df_out may be NULL. */
+int rs_chi2_gof(const long *observed, const double *expected_shares, int k,
+                double *stat_out, double *p_out, int *df_out);
+
+/* Exact multinomial test: p = total probability, under the shares, of all
+ * outcomes (with the same n) whose probability is <= that of the observed
+ * one (ties within a relative 1e-7 count as <=).  Same exclusion of
+ * zero-share categories as rs_chi2_gof.
+ *   m == 1 or n == 0 : p = 1.
+ *   m == 2           : exact binomial, O(log n + sqrt n) lgamma calls —
+ *                      fine for n in the millions.
+ *   m >= 3           : enumerates all C(n+m-1, m-1) outcomes if that count
+ *                      is <= RS_EXACT_MAX_OUTCOMES (n <= ~1400 for m = 3,
+ *                      ~180 for m = 4, ~65 for m = 5); otherwise returns
+ *                      RS_ETOOBIG and the caller should use chi-square. */
+#define RS_EXACT_MAX_OUTCOMES 1000000L
+int rs_exact_multinomial(const long *observed, const double *shares, int k,
+                         double *p_out);
+
+/* Picks the test: exact when some participating category has expected
+ * count < 5 and the exact test is feasible, chi-square otherwise.
+ * *method_out (may be NULL) receives the rs_method used. */
+int rs_gof(const long *observed, const double *shares, int k,
+           double *p_out, int *method_out);
+
+/* Wilson score interval for a binomial proportion at the given two-sided
+ * confidence (0 < confidence < 1, e.g. 0.95).  n == 0 gives [0, 1];
+ * successes == 0 gives lo = 0 exactly, successes == n gives hi = 1. */
+int rs_wilson(long successes, long n, double confidence,
+              double *lo, double *hi);
+
+/* ---------------------------------------------------------------------
+ * Power and sample-size planning
+ *
+ * The chi-square GOF test with m categories under an alternative whose
+ * shares differ from p by Delta has approximately a noncentral chi-square
+ * distribution with df = m - 1 and lambda = n * w2, where the effect size
+ * w2 = sum_i Delta_i^2 / p_i (Cohen's w squared).
+ * ------------------------------------------------------------------- */
+
+/* The deviation an effect size is computed against. */
+typedef enum rs_deviation {
+    /* delta of share moves from one positive category (the donor, share
+     * >= delta) to another.  Minimum over pairs of delta^2 (1/pa + 1/pb),
+     * attained by the two largest shares.  This is what rs_gof_power and
+     * rs_plan_n use. */
+    RS_DEV_PAIR = 1,
+    /* one category is off by delta and the others absorb it in proportion
+     * to their shares: delta^2 / (pa (1 - pa)), minimized by the share
+     * closest to 1/2.  This is the least detectable deviation in which
+     * some version's share is off by delta; it equals RS_DEV_PAIR for two
+     * categories and is smaller (needs larger n) for three or more, e.g.
+     * 4.5 delta^2 instead of 6 delta^2 for three equal shares. */
+    RS_DEV_ONE_VS_REST = 2
+} rs_deviation;
+
+/* Effect size w2 of the least detectable deviation of size delta
+ * (0 < delta < 1) among the positive shares, for the given rs_deviation.
+ * NaN if invalid, if fewer than 2 shares are positive, or if no
+ * deviation of that size is possible (RS_DEV_PAIR: largest share < delta;
+ * RS_DEV_ONE_VS_REST: no share with delta <= p, or p + delta <= 1 when
+ * absorbing — in practice only when delta > the largest share). */
+double rs_gof_w2(const double *shares, int k, double delta, int deviation);
+
+/* Power of the level-alpha chi-square test with df >= 1 and n requests
+ * against an alternative of effect size w2 >= 0:
+ *   ncchi2_sf(chi2_isf(alpha, df), df, n * w2). */
+double rs_power_w2(double w2, int df, long n, double alpha);
+
+/* Smallest n >= 1 with rs_power_w2(w2, df, n, alpha) >= power
+ * (0 < alpha < 1, 0 < power < 1, w2 > 0).  Exponential search then
+ * bisection.  Negative rs_status if invalid or n would exceed LONG_MAX/4. */
+long rs_plan_n_w2(double w2, int df, double alpha, double power);
+
+/* Power of the chi-square GOF test at level alpha with n requests
+ * against the RS_DEV_PAIR deviation of size delta (absolute share, e.g.
+ * 0.05).  NaN when that deviation is impossible (largest share < delta).
+ * With a single positive share the GOF test has nothing to test; the
+ * only detectable failure is traffic to zero-weight versions, so this
+ * returns the probability of seeing at least one request of a leak of
+ * rate delta: 1 - (1 - delta)^n (consistent with rs_plan_n). */
+double rs_gof_power(const double *shares, int k, double delta, long n,
+                    double alpha);
+
+/* Smallest n with rs_gof_power(shares, k, delta, n, alpha) >= power.
+ * With a single positive share: rs_plan_leak_n(delta, power).
+ * Negative rs_status on invalid arguments / impossible deviation. */
+long rs_plan_n(const double *shares, int k, double delta, double alpha,
+               double power);
+
+/* Smallest n with 1 - (1 - leak_rate)^n >= power: requests needed to see
+ * at least one request of a leak of rate leak_rate (0 < rate <= 1) with
+ * probability power (0 < power < 1).  Negative rs_status if invalid. */
+long rs_plan_leak_n(double leak_rate, double power);
+
+/* ---------------------------------------------------------------------
+ * Deterministic PRNG for tests and simulations (not cryptographic):
+ * xoshiro256** seeded through splitmix64.
+ * ------------------------------------------------------------------- */
+typedef struct {
+    uint64_t s[4];
+} rs_rng;
+
+void rs_rng_seed(rs_rng *rng, uint64_t seed);
+uint64_t rs_rng_next(rs_rng *rng);
+double rs_rng_double(rs_rng *rng); /* uniform in [0, 1), 53 bits */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ROLLOUT_STATS_H */

@@ -1,0 +1,297 @@
+/* The host: bindings in package.preload, the stdlib on package.path, one
+ * protected call with a traceback for every entry into Lua, error reports. */
+#define _GNU_SOURCE
+#include "rollout/host.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lualib.h>
+
+static const luaL_Reg modules[] = {
+#define ROLLOUT_MODULE(name) {"rollout." #name, luaopen_rollout_##name},
+#include "rollout/modules.h"
+#undef ROLLOUT_MODULE
+    {NULL, NULL}};
+
+/* Registry keys read by rollout.sys. */
+const char *const rollout_key_stdlib = "rollout.stdlib";
+const char *const rollout_key_target = "rollout.target";
+const char *const rollout_key_exe = "rollout.exe";
+
+static int is_dir_with(const char *dir, const char *rel)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/%s", dir, rel) >= (int)sizeof path)
+        return 0;
+    return stat(path, &st) == 0;
+}
+
+/* The directory holding rollout/init.lua: next to the binary in the source
+ * tree (./stdlib, ../stdlib for build dirs) or $(PREFIX)/share/rollout. */
+static int find_stdlib(const char *exe, char *out, size_t outlen)
+{
+    static const char *const candidates[] = {"stdlib", "../stdlib", "../share/rollout"};
+    char dir[PATH_MAX];
+    char *slash;
+    if (snprintf(dir, sizeof dir, "%s", exe) >= (int)sizeof dir)
+        return 0;
+    slash = strrchr(dir, '/');
+    if (slash == NULL)
+        return 0;
+    *slash = '\0';
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
+        char cand[PATH_MAX], real[PATH_MAX];
+        if (snprintf(cand, sizeof cand, "%s/%s", dir, candidates[i]) >= (int)sizeof cand)
+            continue;
+        if (is_dir_with(cand, "rollout/init.lua") && realpath(cand, real) != NULL) {
+            snprintf(out, outlen, "%s", real);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void find_exe(const char *argv0, char *out, size_t outlen)
+{
+    ssize_t n = readlink("/proc/self/exe", out, outlen - 1);
+    if (n > 0) {
+        out[n] = '\0';
+        return;
+    }
+    if (argv0 == NULL || realpath(argv0, out) == NULL)
+        snprintf(out, outlen, "%s", argv0 ? argv0 : "rollout");
+}
+
+/* package.path = ROLLOUT_PATH entries, the stdlib, then Lua's own path. */
+static void set_path(lua_State *L, const char *stdlib)
+{
+    luaL_Buffer b;
+    const char *extra = getenv("ROLLOUT_PATH");
+    lua_getglobal(L, "package");
+    luaL_buffinit(L, &b);
+    if (extra != NULL && *extra != '\0') {
+        const char *p = extra;
+        while (*p) {
+            const char *end = strchr(p, ':');
+            size_t len = end ? (size_t)(end - p) : strlen(p);
+            if (len > 0) {
+                luaL_addlstring(&b, p, len);
+                luaL_addstring(&b, "/?.lua;");
+                luaL_addlstring(&b, p, len);
+                luaL_addstring(&b, "/?/init.lua;");
+            }
+            p += len;
+            if (*p == ':')
+                p++;
+        }
+    }
+    if (stdlib != NULL) {
+        luaL_addstring(&b, stdlib);
+        luaL_addstring(&b, "/?.lua;");
+        luaL_addstring(&b, stdlib);
+        luaL_addstring(&b, "/?/init.lua;");
+    }
+    lua_getfield(L, -2, "path");
+    luaL_addvalue(&b);
+    luaL_pushresult(&b);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+}
+
+void rollout_host_open(lua_State *L, const rollout_options *opts)
+{
+    char exe[PATH_MAX], stdlib[PATH_MAX];
+    const char *target = opts->target;
+    int have_stdlib;
+
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    for (const luaL_Reg *m = modules; m->name != NULL; m++) {
+        lua_pushcfunction(L, m->func);
+        lua_setfield(L, -2, m->name);
+    }
+    lua_pop(L, 1);
+
+    find_exe(opts->argv0, exe, sizeof exe);
+    have_stdlib = find_stdlib(exe, stdlib, sizeof stdlib);
+    set_path(L, have_stdlib ? stdlib : NULL);
+
+    if (target == NULL || *target == '\0')
+        target = getenv("ROLLOUT_TARGET");
+    if (target != NULL && *target == '\0')
+        target = NULL;
+    lua_pushstring(L, exe);
+    lua_setfield(L, LUA_REGISTRYINDEX, rollout_key_exe);
+    if (have_stdlib)
+        lua_pushstring(L, stdlib);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, rollout_key_stdlib);
+    if (target)
+        lua_pushstring(L, target);
+    else
+        lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, rollout_key_target);
+}
+
+/* Message handler: a traceback for ordinary errors; refusal tables
+ * ({message=, exit=}) pass through untouched. */
+static int msghandler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (lua_istable(L, 1)) {
+            lua_getfield(L, 1, "exit");
+            if (lua_isinteger(L, -1)) {
+                lua_pop(L, 1);
+                return 1;
+            }
+            lua_pop(L, 1);
+        }
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+int rollout_docall(lua_State *L, int narg, int nres)
+{
+    int status;
+    int base = lua_gettop(L) - narg;
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base);
+    rollout_interrupt_arm(L);
+    status = lua_pcall(L, narg, nres, base);
+    rollout_interrupt_disarm();
+    lua_remove(L, base);
+    return status;
+}
+
+int rollout_report(lua_State *L, int status, const char *progname)
+{
+    int code = ROLLOUT_EXIT_FAILURE;
+    if (status == LUA_OK)
+        return ROLLOUT_EXIT_OK;
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "exit");
+        if (lua_isinteger(L, -1))
+            code = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "message");
+        fprintf(stderr, "%s: %s\n", progname,
+                lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+        lua_pop(L, 2);
+    } else {
+        const char *msg = lua_tostring(L, -1);
+        fprintf(stderr, "%s: %s\n", progname, msg ? msg : "(error object is not a string)");
+        lua_pop(L, 1);
+    }
+    fflush(stderr);
+    return code;
+}
+
+int rollout_fail(lua_State *L, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    lua_pushnil(L);
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_pushstring(L, code);
+    return 3;
+}
+
+const char *rollout_errno_name(int err)
+{
+    switch (err) {
+    case ENOENT: return "ENOENT";
+    case EACCES: return "EACCES";
+    case EPERM: return "EPERM";
+    case EEXIST: return "EEXIST";
+    case ENOTDIR: return "ENOTDIR";
+    case EISDIR: return "EISDIR";
+    case ENOSPC: return "ENOSPC";
+    case EAGAIN: return "EAGAIN";
+    case EINTR: return "EINTR";
+    case ECHILD: return "ECHILD";
+    case ESRCH: return "ESRCH";
+    case EINVAL: return "EINVAL";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case EADDRINUSE: return "EADDRINUSE";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case EROFS: return "EROFS";
+    case EMFILE: return "EMFILE";
+    default: return "EIO";
+    }
+}
+
+int rollout_fail_errno(lua_State *L, int err, const char *fmt, ...)
+{
+    va_list ap;
+    lua_pushnil(L);
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_pushfstring(L, ": %s", strerror(err));
+    lua_concat(L, 2);
+    lua_pushstring(L, rollout_errno_name(err));
+    return 3;
+}
+
+double rollout_optfield_number(lua_State *L, int idx, const char *field, double def)
+{
+    double v = def;
+    idx = lua_absindex(L, idx);
+    lua_getfield(L, idx, field);
+    if (!lua_isnil(L, -1)) {
+        int ok;
+        v = lua_tonumberx(L, -1, &ok);
+        if (!ok)
+            luaL_error(L, "field '%s' must be a number (got %s)", field, luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+const char *rollout_optfield_string(lua_State *L, int idx, const char *field, const char *def)
+{
+    const char *v = def;
+    idx = lua_absindex(L, idx);
+    lua_getfield(L, idx, field);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "field '%s' must be a string (got %s)", field, luaL_typename(L, -1));
+        v = lua_tostring(L, -1); /* anchored by the table */
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int rollout_optfield_boolean(lua_State *L, int idx, const char *field, int def)
+{
+    int v = def;
+    idx = lua_absindex(L, idx);
+    lua_getfield(L, idx, field);
+    if (!lua_isnil(L, -1))
+        v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+double rollout_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}

@@ -1,0 +1,97 @@
+/* ^C: the first one interrupts the running Lua code (a hook raises
+ * "interrupted", as lua.c does) and stops the children of rollout.proc.run;
+ * blocking C calls poll rollout_interrupted(). A second ^C ends the process. */
+#include "rollout/host.h"
+
+#include <signal.h>
+#include <string.h>
+
+#define MAX_CHILDREN 64
+
+static lua_State *volatile hooked_state;
+static volatile sig_atomic_t pending;
+static volatile sig_atomic_t children[MAX_CHILDREN];
+
+static void stop_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    pending = 0;
+    luaL_error(L, "interrupted");
+}
+
+static void on_sigint(int sig)
+{
+    struct sigaction dfl;
+    int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT;
+    /* the next ^C takes the default action: the process ends */
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(sig, &dfl, NULL);
+    pending = 1;
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (children[i] > 0)
+            kill((pid_t)children[i], SIGTERM);
+    if (hooked_state != NULL)
+        lua_sethook(hooked_state, stop_hook, flag, 1); /* async-signal-safe in 5.4 */
+}
+
+void rollout_interrupt_arm(lua_State *L)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: blocking calls return EINTR */
+    hooked_state = L;
+    pending = 0;
+    sigaction(SIGINT, &sa, NULL);
+}
+
+void rollout_interrupt_disarm(void)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGINT, &dfl, NULL);
+    if (hooked_state != NULL)
+        lua_sethook(hooked_state, NULL, 0, 0);
+    hooked_state = NULL;
+    pending = 0;
+}
+
+int rollout_interrupted(void)
+{
+    return pending != 0;
+}
+
+void rollout_interrupt_clear(void)
+{
+    pending = 0;
+}
+
+void rollout_check_interrupt(lua_State *L)
+{
+    if (pending) {
+        pending = 0;
+        lua_sethook(L, NULL, 0, 0);
+        luaL_error(L, "interrupted");
+    }
+}
+
+void rollout_child_track(pid_t pid)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        if (children[i] == 0) {
+            children[i] = (sig_atomic_t)pid;
+            return;
+        }
+    }
+}
+
+void rollout_child_untrack(pid_t pid)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (children[i] == (sig_atomic_t)pid)
+            children[i] = 0;
+}

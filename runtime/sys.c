@@ -1,0 +1,91 @@
+/* rollout.sys: facts about the host process — version, target, where the
+ * stdlib lives, terminals. */
+#define _GNU_SOURCE
+#include "rollout/host.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <unistd.h>
+
+static void push_registry(lua_State *L, const char *key)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, key);
+}
+
+/* sys.isatty(fd | "stdin" | "stdout" | "stderr") -> boolean */
+static int sys_isatty(lua_State *L)
+{
+    int fd;
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        static const char *const names[] = {"stdin", "stdout", "stderr", NULL};
+        fd = luaL_checkoption(L, 1, NULL, names);
+    } else {
+        fd = (int)luaL_checkinteger(L, 1);
+    }
+    lua_pushboolean(L, isatty(fd));
+    return 1;
+}
+
+static int sys_getpid(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)getpid());
+    return 1;
+}
+
+static int sys_hostname(lua_State *L)
+{
+    char name[HOST_NAME_MAX + 1];
+    if (gethostname(name, sizeof name) != 0)
+        return rollout_fail_errno(L, errno, "gethostname");
+    name[HOST_NAME_MAX] = '\0';
+    lua_pushstring(L, name);
+    return 1;
+}
+
+/* sys.target() -> the --target / ROLLOUT_TARGET name, or nil */
+static int sys_target(lua_State *L)
+{
+    push_registry(L, rollout_key_target);
+    return 1;
+}
+
+/* sys.check_interrupt(): raises "interrupted" if a ^C is pending. */
+static int sys_check_interrupt(lua_State *L)
+{
+    rollout_check_interrupt(L);
+    return 0;
+}
+
+int luaopen_rollout_sys(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"isatty", sys_isatty},
+        {"getpid", sys_getpid},
+        {"hostname", sys_hostname},
+        {"target", sys_target},
+        {"check_interrupt", sys_check_interrupt},
+        {NULL, NULL}};
+    luaL_newlib(L, funcs);
+    lua_pushliteral(L, ROLLOUT_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushliteral(L, LUA_RELEASE);
+    lua_setfield(L, -2, "lua_version");
+    push_registry(L, rollout_key_exe);
+    lua_setfield(L, -2, "exe");
+    /* the stdlib directory, and the tree it sits in (source checkout or
+     * $(PREFIX)/share/rollout) where scripts/ and deployments/ are found */
+    push_registry(L, rollout_key_stdlib);
+    if (lua_isstring(L, -1)) {
+        const char *dir = lua_tostring(L, -1);
+        const char *slash = strrchr(dir, '/');
+        const char *base = slash ? slash + 1 : dir;
+        if (strcmp(base, "stdlib") == 0 && slash != NULL)
+            lua_pushlstring(L, dir, (size_t)(slash - dir));
+        else
+            lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "root");
+    }
+    lua_setfield(L, -2, "stdlib");
+    return 1;
+}
