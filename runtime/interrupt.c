@@ -1,8 +1,12 @@
 /* ^C: the first one interrupts the running Lua code (a hook raises
- * "interrupted", as lua.c does) and stops the children of rollout.proc.run;
- * blocking C calls poll rollout_interrupted(). A second ^C ends the process. */
+ * "interrupted", as lua.c does) and sends SIGTERM to the process group of
+ * each child of rollout.proc.run (they run in their own group, so a terminal
+ * ^C does not reach them directly); blocking C calls poll
+ * rollout_interrupted() and finish stopping them. A second ^C ends the
+ * process. */
 #include "rollout/host.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <string.h>
 
@@ -24,16 +28,22 @@ static void on_sigint(int sig)
 {
     struct sigaction dfl;
     int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT;
+    int saved_errno = errno; /* kill() and sigaction() may change it */
     /* the next ^C takes the default action: the process ends */
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
     sigaction(sig, &dfl, NULL);
     pending = 1;
-    for (int i = 0; i < MAX_CHILDREN; i++)
-        if (children[i] > 0)
-            kill((pid_t)children[i], SIGTERM);
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        pid_t pid = (pid_t)children[i];
+        /* the child's own process group (pgid == pid); the pid alone if it
+         * is not a group leader */
+        if (pid > 0 && kill(-pid, SIGTERM) != 0)
+            kill(pid, SIGTERM);
+    }
     if (hooked_state != NULL)
         lua_sethook(hooked_state, stop_hook, flag, 1); /* async-signal-safe in 5.4 */
+    errno = saved_errno;
 }
 
 void rollout_interrupt_arm(lua_State *L)

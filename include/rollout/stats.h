@@ -11,8 +11,10 @@
  *   - Functions returning double return NaN on invalid arguments.
  *   - Functions returning long (planning) return a negative rs_status on
  *     invalid arguments.
- *   - Nothing here aborts, prints, or keeps global state; everything is
- *     reentrant (the PRNG state is caller-owned).
+ *   - Nothing here aborts, prints, or keeps global state of its own (the
+ *     PRNG state is caller-owned).  lgamma() is used, which in glibc also
+ *     stores the sign in the global `signgam`: harmless, but not strictly
+ *     data-race-free if threads call it concurrently.
  *
  * "Shares" arrays hold non-negative finite weights, not necessarily
  * normalized (they are divided by their sum); at least one must be > 0.
@@ -48,13 +50,19 @@ typedef enum rs_method {
  * ------------------------------------------------------------------- */
 
 /* Regularized lower incomplete gamma P(a, x) = gamma(a, x) / Gamma(a),
- * a > 0, x >= 0 (x = +inf allowed).  P + Q = 1.  Accurate to ~1e-13
- * relative for a up to ~1e6 (beyond that it is slow, not wrong). */
+ * a > 0 finite, x >= 0 (x = +inf allowed); NaN otherwise.  P + Q = 1.
+ * Power series for x < a + 1, otherwise 1 - Q from the continued fraction.
+ * Relative error ~1e-14 typically, <= ~3e-13 in far tails of a ~ 1e3-1e5
+ * (the error of x^a e^-x itself grows like a * eps).  Cost O(sqrt(a)) for
+ * x near a; meant for a up to ~1e7. */
 double rs_gamma_p(double a, double x);
 
-/* Regularized upper incomplete gamma Q(a, x) = 1 - P(a, x), computed
- * directly (no 1 - P cancellation) so tiny tails keep full relative
- * accuracy; underflows to 0 only below ~1e-308. */
+/* Regularized upper incomplete gamma Q(a, x) = 1 - P(a, x).  For
+ * x >= a + 1 it comes straight from the continued fraction (modified
+ * Lentz), so tiny tails keep full relative accuracy down to ~1e-308, then
+ * underflow to 0.  For x < a + 1 it is 1 - P, which is >= 0.08 when
+ * a >= 1/2 (every chi-square df >= 1); for a < 1/2 its relative accuracy
+ * there degrades like eps / a. */
 double rs_gamma_q(double a, double x);
 
 /* Chi-square with df > 0 degrees of freedom (df need not be an integer).
@@ -64,7 +72,9 @@ double rs_chi2_sf(double x, double df);
 
 /* Chi-square quantiles: rs_chi2_quantile(p, df) is the x with cdf(x) = p
  * (p in [0,1]; p = 1 gives +inf); rs_chi2_isf(q, df) the x with sf(x) = q,
- * which is the accurate way to get critical values for tiny q (alpha). */
+ * which is the accurate way to get critical values for tiny q (alpha).
+ * Newton on the smaller tail inside a bisection bracket, from a
+ * Wilson-Hilferty start; ~1e-15 relative.  0 if the answer underflows. */
 double rs_chi2_quantile(double p, double df);
 double rs_chi2_isf(double q, double df);
 
@@ -103,7 +113,7 @@ int rs_chi2_gof(const long *observed, const double *expected_shares, int k,
  * one (ties within a relative 1e-7 count as <=).  Same exclusion of
  * zero-share categories as rs_chi2_gof.
  *   m == 1 or n == 0 : p = 1.
- *   m == 2           : exact binomial, O(log n + sqrt n) lgamma calls —
+ *   m == 2           : exact binomial, O(log n + sqrt n) pmf evaluations —
  *                      fine for n in the millions.
  *   m >= 3           : enumerates all C(n+m-1, m-1) outcomes if that count
  *                      is <= RS_EXACT_MAX_OUTCOMES (n <= ~1400 for m = 3,
@@ -154,8 +164,8 @@ typedef enum rs_deviation {
  * (0 < delta < 1) among the positive shares, for the given rs_deviation.
  * NaN if invalid, if fewer than 2 shares are positive, or if no
  * deviation of that size is possible (RS_DEV_PAIR: largest share < delta;
- * RS_DEV_ONE_VS_REST: no share with delta <= p, or p + delta <= 1 when
- * absorbing — in practice only when delta > the largest share). */
+ * RS_DEV_ONE_VS_REST: no share p with p >= delta or p + delta <= 1, which
+ * needs delta > 1/2). */
 double rs_gof_w2(const double *shares, int k, double delta, int deviation);
 
 /* Power of the level-alpha chi-square test with df >= 1 and n requests

@@ -63,9 +63,12 @@ static double gamma_prefactor(double a, double x)
     if (a < 10.0)
         return exp(a * log(x) - x - lgamma(a));
     /* a ln x - x - lgamma(a)
-     *   = a (log1p(u) - u) + ln sqrt(a / 2pi) - stirlerr(a), u = (x - a)/a */
+     *   = a (log(x/a) - u) + ln sqrt(a / 2pi) - stirlerr(a), u = (x - a)/a;
+     * the series handles x near a; far from it, log(x/a) keeps its
+     * accuracy where log1p(u) would not (x << a: 1 + u loses digits). */
     double u = (x - a) / a;
-    return sqrt(a) / SQRT_2PI * exp(a * log1pmx(u) - stirlerr(a));
+    double e = fabs(u) < 0.25 ? a * log1pmx(u) : a * log(x / a) - (x - a);
+    return sqrt(a) / SQRT_2PI * exp(e - stirlerr(a));
 }
 
 /* P(a, x) by the power series, for x < a + 1. */
@@ -213,7 +216,7 @@ static double chi2_solve(double target, double df, int upper)
             lo /= 2.0;
         }
         if (!(lo > DBL_MIN))
-            lo = 0.0;
+            return 0.0; /* the root is below DBL_MIN: underflows */
     }
     if (!(x > lo && x < hi))
         x = 0.5 * (lo + hi);

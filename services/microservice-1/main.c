@@ -25,7 +25,8 @@ static struct MHD_Daemon *start_daemon(const struct config *cfg)
     /* MHD_USE_EPOLL_INTERNAL_THREAD already implies an internal polling
      * thread; a pool of N > 1 gives N such threads sharing the listener. */
     return MHD_start_daemon(
-        flags, 0 /* port: taken from the address */, NULL, NULL,
+        flags, (uint16_t)cfg->port /* for messages; bound from addr */,
+        NULL, NULL,
         endpoints_handle, NULL,
         MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&cfg->addr,
         MHD_OPTION_THREAD_POOL_SIZE,

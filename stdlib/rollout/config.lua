@@ -1,0 +1,156 @@
+--- rollout.config: where things are, and deployments/<service>/service.yaml.
+--
+-- The deployments directory is $ROLLOUT_DEPLOYMENTS, else ./deployments when
+-- it exists, else the one shipped next to the stdlib (source tree or
+-- $(PREFIX)/share/rollout). State lives in $ROLLOUT_STATE_DIR, else .rollout/
+-- beside the deployments directory.
+local fs = require "rollout.fs"
+local sys = require "rollout.sys"
+local yaml = require "rollout.yaml"
+local weights = require "rollout.weights"
+local errors = require "rollout.errors"
+local S = require "rollout.schema"
+
+local config = {}
+
+function config.deployments_dir()
+  local env = os.getenv("ROLLOUT_DEPLOYMENTS")
+  if env and env ~= "" then return fs.realpath(env) or env end
+  if fs.exists("deployments") then return fs.realpath("deployments") end
+  return fs.join(sys.root or ".", "deployments")
+end
+
+--- The project directory: the parent of the deployments directory.
+function config.project_dir()
+  return fs.dirname(config.deployments_dir())
+end
+
+function config.state_dir()
+  local env = os.getenv("ROLLOUT_STATE_DIR")
+  if env and env ~= "" then return env end
+  return fs.join(config.project_dir(), ".rollout")
+end
+
+--- Refuses a service name that is not a DNS-1123 label: names reach paths,
+-- manifests and command lines.
+function config.check_name(name, what)
+  if type(name) ~= "string" or not weights.is_name(name) then
+    errors.refuse(string.format("%s name %s is not a DNS-1123 label (a-z, 0-9 and '-', at most 63)",
+      what or "service", type(name) == "string" and string.format("%q", name) or tostring(name)))
+  end
+  return name
+end
+
+function config.service_dir(service)
+  return fs.join(config.deployments_dir(), config.check_name(service))
+end
+
+local function dns_label(v)
+  if weights.is_name(v) then return true end
+  return false, string.format("%q is not a DNS-1123 label", v)
+end
+
+local function http_path(v)
+  if v:sub(1, 1) == "/" and not v:find("[%s\"'#]") then return true end
+  return false, string.format("must be a path starting with '/' without spaces or quotes (got %q)", v)
+end
+
+local function header_name(v)
+  if v:match("^[A-Za-z0-9][A-Za-z0-9-]*$") then return true end
+  return false, string.format("%q is not an HTTP header name", v)
+end
+
+local function nonempty(v)
+  if #v > 0 then return true end
+  return false, "must not be empty"
+end
+
+config.spec = S.object {
+  fields = {
+    name = S.string { required = true, check = dns_label },
+    port = S.integer { min = 1, max = 65535, default = 8080 },
+    health_path = S.string { default = "/healthz", check = http_path },
+    probe_path = S.string { default = "/api/version", check = http_path },
+    version_header = S.string { default = "x-version", check = header_name },
+    version_field = S.string { default = "version", check = nonempty },
+    target = S.string { one_of = { "local", "kubernetes" } },
+    ["local"] = S.object {
+      default = {},
+      fields = {
+        command = S.list { min = 1, item = S.string { check = nonempty } },
+        env = S.map { item = S.string {}, default = {} },
+        gateway_port = S.integer { min = 0, max = 65535, default = 0 },
+        start_timeout = S.number { min = 0.1, max = 600, default = 10 },
+      },
+    },
+    kubernetes = S.object {
+      default = {},
+      fields = {
+        namespace = S.string { default = "default", check = dns_label },
+        context = S.string {},
+        chart = S.string { default = "deployments/chart" },
+        image = S.object {
+          default = {},
+          fields = {
+            repository = S.string { default = "ghcr.io/rollout-dev/microservice-1" },
+            tag = S.string { default = "{version}" },
+            pull_policy = S.string { default = "IfNotPresent", one_of = { "Always", "IfNotPresent", "Never" } },
+          },
+        },
+        replicas = S.integer { min = 0, max = 1000, default = 1 },
+        routing = S.string { default = "istio", one_of = { "istio", "gateway-api" } },
+        normalize_weights = S.boolean { default = false },
+        host = S.string {},
+        gateway = S.string {},
+        parent_ref = S.string {},
+        endpoint = S.string {},
+        wait_timeout = S.number { min = 1, max = 3600, default = 300 },
+        values = S.any {},
+      },
+    },
+  },
+}
+
+local cache = {}
+
+--- Loads and checks deployments/<service>/service.yaml. Raises a refusal
+-- (exit 2) naming file, line and field when it is missing or invalid.
+function config.load(service)
+  config.check_name(service)
+  local dir = config.service_dir(service)
+  local file = fs.join(dir, "service.yaml")
+  local text, err, code = fs.read(file)
+  if not text then
+    if code == "ENOENT" then
+      errors.refuse(string.format("%s: no such file: service %q has no configuration in %s", file,
+        service, config.deployments_dir()))
+    end
+    errors.refuse(err)
+  end
+  local doc, pos = yaml.load(text, { name = file, positions = true })
+  if doc == nil then errors.refuse(pos) end
+  local cfg = S.check(doc, config.spec, { file = file, pos = pos })
+  if cfg.name ~= service then
+    S.refuse_at({ file = file, pos = pos }, doc, "name", "name",
+      string.format("is %q but the directory is %q", cfg.name, service))
+  end
+  cfg.kubernetes.host = cfg.kubernetes.host or cfg.name
+  cfg.dir, cfg.file = dir, file
+  cfg.traffic_file = fs.join(dir, "TRAFFIC.yaml")
+  cfg.project_dir = config.project_dir()
+  cache[service] = cfg
+  return cfg
+end
+
+--- Expands {placeholders} in a string: unknown ones are refused.
+function config.expand(s, vars, what)
+  return (s:gsub("{([%w_]+)}", function(key)
+    local v = vars[key]
+    if v == nil then
+      errors.refuse(string.format("%s: unknown placeholder {%s} in %q", what or "config", key, s))
+    end
+    return tostring(v)
+  end))
+end
+
+return config

@@ -1,0 +1,45 @@
+--- rollout.errors: the two kinds of error the stdlib raises.
+--   refused: invalid input, refused before any change  -> exit code 2
+--   failed:  a check or an operation failed            -> exit code 1
+-- Both are tables {message=, exit=, kind=}; the host prints the message
+-- without a traceback and exits with `exit` when one is not caught.
+local errors = {}
+
+local mt = { __tostring = function(e) return e.message end }
+
+local function make(kind, code, message, extra)
+  local e = { kind = kind, exit = code, message = message }
+  for k, v in pairs(extra or {}) do e[k] = v end
+  return setmetatable(e, mt)
+end
+
+function errors.refused(message, extra) return make("refused", 2, message, extra) end
+function errors.failed(message, extra) return make("failed", 1, message, extra) end
+
+--- Raises a refusal (exit 2).
+function errors.refuse(message, extra) error(errors.refused(message, extra), 0) end
+--- Raises a failure (exit 1).
+function errors.fail(message, extra) error(errors.failed(message, extra), 0) end
+
+--- True when e is one of ours, of the given kind (any kind when nil).
+function errors.is(e, kind)
+  return type(e) == "table" and getmetatable(e) == mt and (kind == nil or e.kind == kind)
+end
+
+--- The message of any error value.
+function errors.message(e)
+  if type(e) == "table" and e.message then return tostring(e.message) end
+  return tostring(e)
+end
+
+--- Runs f(...) and returns true, results... or false, error (like pcall) but
+-- lets "interrupted" (^C) through: a ^C must end the program.
+function errors.pcall(f, ...)
+  local res = table.pack(pcall(f, ...))
+  if not res[1] and type(res[2]) == "string" and res[2]:find("interrupted", 1, true) then
+    error(res[2], 0)
+  end
+  return table.unpack(res, 1, res.n)
+end
+
+return errors

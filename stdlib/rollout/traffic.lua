@@ -1,0 +1,128 @@
+--- rollout.traffic: deployments/<service>/TRAFFIC.yaml, the desired weights,
+-- in the original format:
+--
+--   versions:
+--     - name: v1
+--       weight: 50
+--
+-- load() refuses malformed files naming file, line, column and field;
+-- save() writes atomically (temp file, fsync, rename).
+local fs = require "rollout.fs"
+local yaml = require "rollout.yaml"
+local weights = require "rollout.weights"
+local errors = require "rollout.errors"
+local S = require "rollout.schema"
+
+local traffic = {}
+
+local function version_name(v)
+  if weights.is_name(v) then return true end
+  return false, string.format("%q is not a DNS-1123 label (a-z, 0-9 and '-', at most 63 characters)", v)
+end
+
+traffic.spec = S.object {
+  fields = {
+    versions = S.list {
+      default = {},
+      item = S.object {
+        fields = {
+          name = S.string { required = true, check = version_name },
+          weight = S.integer { required = true, min = 0, max = weights.MAX_WEIGHT },
+        },
+      },
+    },
+  },
+}
+
+--- Parses TRAFFIC.yaml text. Returns the list of {name=, weight=} in file
+-- order, or raises a refusal. `name` is the file name used in messages.
+-- An empty list is allowed (nothing deployed); duplicates are refused.
+function traffic.parse(text, name)
+  local doc, pos = yaml.load(text, { name = name, positions = true })
+  if doc == nil then errors.refuse(pos) end
+  if doc == yaml.null then doc = {} end
+  local ctx = { file = name, pos = pos }
+  local checked = S.check(doc, traffic.spec, ctx)
+  local seen = {}
+  for i, v in ipairs(checked.versions) do
+    if seen[v.name] then
+      S.refuse_at(ctx, doc.versions, i, string.format("versions[%d].name", i),
+        string.format("version %s is listed twice (first as versions[%d])", v.name, seen[v.name]))
+    end
+    seen[v.name] = i
+  end
+  return checked.versions
+end
+
+--- Loads a TRAFFIC.yaml file. A missing file is an empty list.
+-- Returns list, text (the exact bytes, for "nothing changed" checks).
+function traffic.load(path)
+  local text, err, code = fs.read(path)
+  if not text then
+    if code == "ENOENT" then return {}, nil end
+    errors.refuse(err)
+  end
+  return traffic.parse(text, path), text
+end
+
+--- Renders a list of {name=, weight=} in the original format.
+function traffic.render(list)
+  local versions = {}
+  for i, v in ipairs(list) do versions[i] = { name = v.name, weight = v.weight } end
+  if #versions == 0 then return "versions: []\n" end
+  return yaml.dump({ versions = versions }, { key_order = { "versions", "name", "weight" } })
+end
+
+--- Writes the list atomically. Returns true or raises a failure.
+function traffic.save(path, list)
+  local ok, err = fs.write_atomic(path, traffic.render(list))
+  if not ok then errors.fail("cannot write " .. path .. ": " .. err) end
+  return true
+end
+
+--- {name = weight} from a list.
+function traffic.to_map(list)
+  local m = {}
+  for _, v in ipairs(list) do m[v.name] = v.weight end
+  return m
+end
+
+--- A sorted list from {name = weight} or a list; validates names and
+-- integer weights >= 0 (not the all-zero rule: callers decide).
+function traffic.normalize(w, what)
+  local list = {}
+  what = what or "weights"
+  if type(w) ~= "table" then errors.refuse(what .. " must be a table like {v1 = 50, v2 = 50}") end
+  if #w > 0 then
+    for i, e in ipairs(w) do
+      if type(e) ~= "table" then errors.refuse(string.format("%s[%d] must be {name=, weight=}", what, i)) end
+      list[#list + 1] = { name = e.name, weight = e.weight }
+    end
+  else
+    for name, weight in pairs(w) do list[#list + 1] = { name = name, weight = weight } end
+    table.sort(list, function(a, b) return tostring(a.name) < tostring(b.name) end)
+  end
+  local seen = {}
+  for _, e in ipairs(list) do
+    if type(e.name) ~= "string" or not weights.is_name(e.name) then
+      errors.refuse(string.format("%s: version name %s is not a DNS-1123 label", what,
+        type(e.name) == "string" and string.format("%q", e.name) or tostring(e.name)))
+    end
+    if seen[e.name] then errors.refuse(string.format("%s: version %s is listed twice", what, e.name)) end
+    seen[e.name] = true
+    local wt = e.weight
+    if math.type(wt) == "float" and wt == math.floor(wt) then wt = math.tointeger(wt) end
+    if math.type(wt) ~= "integer" then
+      errors.refuse(string.format("%s: weight of %s must be an integer >= 0 (got %s)", what, e.name,
+        type(wt) == "string" and string.format("%q", wt) or tostring(wt)))
+    end
+    if wt < 0 or wt > weights.MAX_WEIGHT then
+      errors.refuse(string.format("%s: weight of %s must be between 0 and %d (got %d)", what, e.name,
+        weights.MAX_WEIGHT, wt))
+    end
+    e.weight = wt
+  end
+  return list
+end
+
+return traffic

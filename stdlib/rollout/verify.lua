@@ -1,0 +1,283 @@
+--- rollout.verify: verdicts you can trust.
+--
+-- A probe result (rollout.probe.run) is judged against the weights with
+-- statistics instead of wide ranges:
+--   * a version whose weight is 0 that serves any default-route request fails
+--     the check at once (so does a version that is not in the weights);
+--   * transport and HTTP errors are judged against an error budget and never
+--     folded into the split;
+--   * a sample smaller than the plan is reported as such, not passed;
+--   * the per-version counts are tested against the expected shares
+--     (goodness of fit) at a stated false-alarm rate alpha.
+-- The plan (how many requests) is chosen so that a deviation of `delta`
+-- (default 5 points) in any version's share is caught with probability
+-- `power` (default 99%) at alpha (default 0.001), and a leak of `leak`
+-- (default 0.5%) of the traffic to a weight-0 version is seen with the same
+-- power.
+local stats = require "rollout.stats"
+local weights_lib = require "rollout.weights"
+
+local verify = {}
+
+verify.defaults = {
+  alpha = 0.001,        -- false-alarm rate of the goodness-of-fit test
+  delta = 0.05,         -- the smallest deviation of a share that must be caught
+  power = 0.99,         -- probability of catching it
+  leak = 0.005,         -- the smallest leak to a weight-0 version that must be seen
+  error_budget = 0.01,  -- share of requests allowed to fail (reported separately)
+  confidence = 0.99,    -- confidence of the per-version intervals shown
+  min_requests = 100,   -- never judge on fewer
+}
+
+local function option(opts, key)
+  local v = opts and opts[key]
+  if v == nil then v = verify.defaults[key] end
+  return v
+end
+
+--- Normalises weights ({v1=50} or {{name=,weight=}}) into a sorted list of
+-- {name=, weight=}; validates them (raises on invalid weights).
+function verify.weight_list(weights)
+  local ok, err = weights_lib.validate(weights)
+  if not ok then error("invalid weights: " .. err, 2) end
+  local list = {}
+  if #weights > 0 then
+    for _, e in ipairs(weights) do list[#list + 1] = { name = e.name, weight = math.tointeger(e.weight) } end
+  else
+    for name, w in pairs(weights) do list[#list + 1] = { name = name, weight = math.tointeger(w) } end
+  end
+  table.sort(list, function(a, b) return a.name < b.name end)
+  return list
+end
+
+--- How many served requests a verification of these weights needs.
+-- Returns n and a table explaining it {split =, leak =, alpha =, delta =, power =}.
+function verify.plan(weights, opts)
+  local list = verify.weight_list(weights)
+  local shares, positive, zero = {}, 0, 0
+  for i, e in ipairs(list) do
+    shares[i] = e.weight
+    if e.weight > 0 then positive = positive + 1 else zero = zero + 1 end
+  end
+  local alpha, delta, power = option(opts, "alpha"), option(opts, "delta"), option(opts, "power")
+  local split_n = 0
+  if positive >= 2 then
+    split_n = stats.plan(shares, { alpha = alpha, delta = delta, power = power })
+  end
+  local leak_n = 0
+  if zero > 0 or positive == 1 then
+    -- with one positive version, a leak to anything else is the only failure
+    leak_n = stats.plan_leak(option(opts, "leak"), power)
+  end
+  local n = math.max(split_n, leak_n, option(opts, "min_requests"))
+  return n, { split = split_n, leak = leak_n, alpha = alpha, delta = delta, power = power,
+              leak_rate = option(opts, "leak") }
+end
+
+--- Requests to send so that, with errors within the budget, at least the
+-- planned number are served.
+function verify.requests(weights, opts)
+  local n = verify.plan(weights, opts)
+  return math.ceil(n / (1 - option(opts, "error_budget")))
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
+local function error_kinds(result)
+  local kinds, total = {}, 0
+  for kind, c in pairs(result.errors or {}) do
+    kinds[kind] = c
+    total = total + c
+  end
+  return kinds, result.error_total or total
+end
+
+local function served_total(result)
+  local n = 0
+  for _, c in pairs(result.counts or {}) do n = n + c end
+  return n
+end
+
+local function pct(x) return string.format("%.1f%%", 100 * x) end
+
+--- Judges a probe result against weights. Returns a verdict:
+-- {ok, reason, n, p_value, method, errors, error_kinds, rows = {{version,
+-- weight, expected, observed, count, ci_low, ci_high}}, planned, alpha, ...}
+function verify.split(result, weights, opts)
+  local list = verify.weight_list(weights)
+  local alpha, confidence = option(opts, "alpha"), option(opts, "confidence")
+  local budget = option(opts, "error_budget")
+  local planned = (opts and opts.planned) or verify.plan(weights, opts)
+  local counts = result.counts or {}
+  local n = served_total(result)
+  local kinds, errors = error_kinds(result)
+  local attempted = n + errors
+
+  local v = {
+    ok = false, n = n, errors = errors, error_kinds = kinds, error_budget = budget,
+    alpha = alpha, confidence = confidence, planned = planned, rows = {},
+    attempted = attempted,
+  }
+
+  -- rows: every weighted version, then anything unexpected that served
+  local total_weight, known = 0, {}
+  for _, e in ipairs(list) do total_weight = total_weight + e.weight; known[e.name] = e end
+  local observed_list, shares = {}, {}
+  for i, e in ipairs(list) do
+    local c = counts[e.name] or 0
+    local lo, hi = stats.wilson(c, n, confidence)
+    v.rows[#v.rows + 1] = {
+      version = e.name, weight = e.weight, expected = e.weight / total_weight,
+      observed = n > 0 and c / n or 0, count = c, ci_low = lo, ci_high = hi,
+    }
+    observed_list[i], shares[i] = c, e.weight
+  end
+  local unexpected = {}
+  for _, name in ipairs(sorted_keys(counts)) do
+    if not known[name] and counts[name] > 0 then
+      local c = counts[name]
+      local lo, hi = stats.wilson(c, n, confidence)
+      v.rows[#v.rows + 1] = { version = name, expected = 0, observed = c / n, count = c,
+                              ci_low = lo, ci_high = hi }
+      unexpected[#unexpected + 1] = string.format("%s (not in the weights) served %d", name, c)
+    end
+  end
+
+  -- 1. a weight-0 version (or an unknown one) that served anything: fail
+  local leaks = {}
+  for _, e in ipairs(list) do
+    local c = counts[e.name] or 0
+    if e.weight == 0 and c > 0 then
+      leaks[#leaks + 1] = string.format("%s has weight 0 but served %d request%s", e.name, c,
+        c == 1 and "" or "s")
+    end
+  end
+  for _, u in ipairs(unexpected) do leaks[#leaks + 1] = u end
+  if #leaks > 0 then
+    v.reason = table.concat(leaks, "; ")
+    v.failure = "leak"
+    return v
+  end
+
+  -- 2. errors against the budget, reported separately from the split
+  if attempted > 0 and errors > budget * attempted then
+    v.reason = string.format("errors: %d of %d requests failed (%s, budget %s)", errors, attempted,
+      pct(errors / attempted), pct(budget))
+    v.failure = "errors"
+    return v
+  end
+
+  -- 3. the goodness of fit (computed before the sample-size check so that a
+  --    small sample still shows its p-value)
+  if n > 0 then
+    local p, method = stats.gof(observed_list, shares)
+    v.p_value, v.method = p, method
+  end
+
+  -- 4. too small a sample proves nothing
+  if n < planned then
+    v.reason = string.format("sample too small: %d served, the plan needs %d for %s power", n,
+      planned, pct(option(opts, "power")))
+    v.failure = "sample"
+    return v
+  end
+
+  if v.p_value and v.p_value < alpha then
+    v.reason = string.format("split differs from the weights (p=%s < α=%g)",
+      require("rollout.ui").format_p(v.p_value), alpha)
+    v.failure = "split"
+    return v
+  end
+
+  v.ok = true
+  v.summary = string.format("split matches the weights (n=%d, p=%s)", n,
+    require("rollout.ui").format_p(v.p_value or 1))
+  return v
+end
+
+--- Header routing: every request must be served by `version`.
+-- opts.error_budget defaults to 0 here: a header request that fails is a
+-- failure of the route.
+function verify.header(result, version, opts)
+  local budget = opts and opts.error_budget or 0
+  local counts = result.counts or {}
+  local n = served_total(result)
+  local kinds, errors = error_kinds(result)
+  local planned = (opts and opts.planned) or 0
+  local v = { ok = false, n = n, errors = errors, error_kinds = kinds, error_budget = budget,
+              planned = planned, rows = {}, confidence = option(opts, "confidence") }
+  local others = {}
+  for _, name in ipairs(sorted_keys(counts)) do
+    local c = counts[name]
+    local lo, hi = stats.wilson(c, math.max(n, c), v.confidence)
+    v.rows[#v.rows + 1] = { version = name, expected = name == version and 1 or 0,
+                            observed = n > 0 and c / n or 0, count = c, ci_low = lo, ci_high = hi }
+    if name ~= version and c > 0 then
+      others[#others + 1] = string.format("%s served %d", name, c)
+    end
+  end
+  if not counts[version] then
+    table.insert(v.rows, 1, { version = version, expected = 1, observed = 0, count = 0 })
+  end
+  if #others > 0 then
+    v.reason = string.format("requests for %s were served by another version: %s", version,
+      table.concat(others, ", "))
+    v.failure = "misrouted"
+    return v
+  end
+  if errors > budget * (n + errors) then
+    local list = {}
+    for _, k in ipairs(sorted_keys(kinds)) do
+      if kinds[k] > 0 then list[#list + 1] = k .. "=" .. kinds[k] end
+    end
+    v.reason = string.format("errors: %d of %d requests for %s failed (%s)", errors, n + errors,
+      version, table.concat(list, " "))
+    v.failure = "errors"
+    return v
+  end
+  if n < planned or n == 0 then
+    v.reason = string.format("sample too small: %d served, need %d", n, math.max(planned, 1))
+    v.failure = "sample"
+    return v
+  end
+  v.ok = true
+  v.summary = string.format("all %d requests with the header were served by %s", n, version)
+  return v
+end
+
+--- A version that must be unreachable (deleted or down): every request with
+-- its header must fail (HTTP 5xx or refused), none served by anything.
+function verify.unavailable(result, version)
+  local counts = result.counts or {}
+  local n = served_total(result)
+  local kinds, errors = error_kinds(result)
+  local v = { ok = false, n = n, errors = errors, error_kinds = kinds, rows = {} }
+  if n > 0 then
+    local served = {}
+    for _, name in ipairs(sorted_keys(counts)) do served[#served + 1] = name .. "=" .. counts[name] end
+    v.reason = string.format("requests for %s were served (%s); expected every one to fail",
+      version, table.concat(served, " "))
+    v.failure = "served"
+    return v
+  end
+  if errors == 0 then
+    v.reason = "no requests were made"
+    v.failure = "sample"
+    return v
+  end
+  v.ok = true
+  v.summary = string.format("all %d requests for %s failed as expected (%s)", errors, version,
+    (function()
+      local l = {}
+      for _, k in ipairs(sorted_keys(kinds)) do if kinds[k] > 0 then l[#l + 1] = k .. "=" .. kinds[k] end end
+      return table.concat(l, " ")
+    end)())
+  return v
+end
+
+return verify
