@@ -14,12 +14,15 @@
 
 static lua_State *volatile hooked_state;
 static volatile sig_atomic_t pending;
+static volatile sig_atomic_t deferred; /* inside rollout_interrupt_defer(1) */
 static volatile sig_atomic_t children[MAX_CHILDREN];
 
 static void stop_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     lua_sethook(L, NULL, 0, 0);
+    if (deferred)
+        return; /* raised when the critical section ends */
     pending = 0;
     luaL_error(L, "interrupted");
 }
@@ -34,6 +37,10 @@ static void on_sigint(int sig)
     dfl.sa_handler = SIG_DFL;
     sigaction(sig, &dfl, NULL);
     pending = 1;
+    if (deferred) { /* a critical section: noticed when it ends */
+        errno = saved_errno;
+        return;
+    }
     for (int i = 0; i < MAX_CHILDREN; i++) {
         pid_t pid = (pid_t)children[i];
         /* the child's own process group (pgid == pid); the pid alone if it
@@ -72,7 +79,14 @@ void rollout_interrupt_disarm(void)
 
 int rollout_interrupted(void)
 {
-    return pending != 0;
+    return pending != 0 && !deferred;
+}
+
+int rollout_interrupt_defer(int on)
+{
+    int was = deferred != 0;
+    deferred = on != 0;
+    return was;
 }
 
 void rollout_interrupt_clear(void)
@@ -82,7 +96,7 @@ void rollout_interrupt_clear(void)
 
 void rollout_check_interrupt(lua_State *L)
 {
-    if (pending) {
+    if (pending && !deferred) {
         pending = 0;
         lua_sethook(L, NULL, 0, 0);
         luaL_error(L, "interrupted");

@@ -94,14 +94,18 @@ static void opt_table(lua_State *L, int idx)
     luaL_checktype(L, idx, LUA_TTABLE);
 }
 
+#define RS_DEV_EXACT_PLAN 0
+
 static int deviation_opt(lua_State *L, int idx)
 {
-    const char *d = rollout_optfield_string(L, idx, "deviation", "one_vs_rest");
+    const char *d = rollout_optfield_string(L, idx, "deviation", "any");
+    if (strcmp(d, "any") == 0)
+        return RS_DEV_EXACT_PLAN;
     if (strcmp(d, "pair") == 0)
         return RS_DEV_PAIR;
     if (strcmp(d, "one_vs_rest") == 0)
         return RS_DEV_ONE_VS_REST;
-    return luaL_error(L, "'deviation' must be \"one_vs_rest\" or \"pair\"");
+    return luaL_error(L, "'deviation' must be \"any\", \"one_vs_rest\" or \"pair\"");
 }
 
 static int positive_count(const double *shares, int k)
@@ -113,10 +117,12 @@ static int positive_count(const double *shares, int k)
 }
 
 /* stats.plan(shares [, {delta = 0.05, alpha = 0.001, power = 0.99,
- *   deviation = "one_vs_rest" | "pair"}]) -> n
- * The requests needed so that the chi-square test at alpha detects the least
- * detectable deviation of `delta` with the given power. With one positive
- * share there is nothing to fit: returns 0 (leaks are planned by plan_leak). */
+ *   deviation = "any" | "one_vs_rest" | "pair"}]) -> n
+ * The requests needed so that the goodness-of-fit test at alpha catches a
+ * deviation of `delta` in any version's share with the given power
+ * ("any": rs_plan_split, exact where it matters; the others: the noncentral
+ * approximation for that deviation). With one positive share there is
+ * nothing to fit: returns 0 (leaks are planned by plan_leak). */
 static int s_plan(lua_State *L)
 {
     double shares[MAX_CATEGORIES], delta, alpha, power, w2;
@@ -134,10 +140,14 @@ static int s_plan(lua_State *L)
         lua_pushinteger(L, 0);
         return 1;
     }
-    w2 = rs_gof_w2(shares, k, delta, dev);
-    if (isnan(w2))
-        return luaL_error(L, "a deviation of %f is not possible for these shares", delta);
-    n = rs_plan_n_w2(w2, m - 1, alpha, power);
+    if (dev == RS_DEV_EXACT_PLAN) {
+        n = rs_plan_split(shares, k, delta, alpha, power);
+    } else {
+        w2 = rs_gof_w2(shares, k, delta, dev);
+        if (isnan(w2))
+            return luaL_error(L, "a deviation of %f is not possible for these shares", delta);
+        n = rs_plan_n_w2(w2, m - 1, alpha, power);
+    }
     if (n < 0)
         return luaL_error(L, "cannot plan a sample for these arguments");
     lua_pushinteger(L, n);
@@ -154,6 +164,8 @@ static int s_power(lua_State *L)
     delta = check_prob(L, 3, "delta", 0.05, 1);
     alpha = check_prob(L, 3, "alpha", 0.001, 1);
     dev = deviation_opt(L, 3);
+    if (dev == RS_DEV_EXACT_PLAN)
+        dev = RS_DEV_ONE_VS_REST;
     m = positive_count(shares, k);
     luaL_argcheck(L, m >= 2, 1, "need at least two positive shares");
     w2 = rs_gof_w2(shares, k, delta, dev);

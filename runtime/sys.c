@@ -57,6 +57,24 @@ static int sys_check_interrupt(lua_State *L)
     return 0;
 }
 
+/* sys.critical(fn, ...) -> fn's results. Runs fn with ^C deferred: a ^C
+ * during fn takes effect ("interrupted") only once fn has returned, so a
+ * change of several steps ends whole (e.g. file, gateway, state). */
+static int sys_critical(lua_State *L)
+{
+    int was, status, nres;
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    rollout_check_interrupt(L); /* a ^C that came before: do not start */
+    was = rollout_interrupt_defer(1);
+    status = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    rollout_interrupt_defer(was);
+    if (status != LUA_OK)
+        return lua_error(L);
+    nres = lua_gettop(L);
+    rollout_check_interrupt(L);
+    return nres;
+}
+
 int luaopen_rollout_sys(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
@@ -65,6 +83,7 @@ int luaopen_rollout_sys(lua_State *L)
         {"hostname", sys_hostname},
         {"target", sys_target},
         {"check_interrupt", sys_check_interrupt},
+        {"critical", sys_critical},
         {NULL, NULL}};
     luaL_newlib(L, funcs);
     lua_pushliteral(L, ROLLOUT_VERSION);

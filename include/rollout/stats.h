@@ -199,6 +199,21 @@ long rs_plan_n(const double *shares, int k, double delta, double alpha,
  * probability power (0 < power < 1).  Negative rs_status if invalid. */
 long rs_plan_leak_n(double leak_rate, double power);
 
+/* Exact power of rs_gof for two categories with expected shares
+ * (p0, 1 - p0) and true shares (p1, 1 - p1) at n requests: the binomial
+ * probability of the alternative summed over the test's rejection region.
+ * NaN if invalid. (runtime/core/stats_split.c) */
+double rs_power_exact2(double p0, double p1, long n, double alpha);
+
+/* The requests a split verification needs so that a deviation of delta in
+ * any version's share is caught with probability >= power by the test
+ * rollout runs (rs_gof at level alpha). Two positive shares: exact power.
+ * Three or more: the larger of the noncentral plan for the
+ * RS_DEV_ONE_VS_REST deviation at half the allowed miss rate and each
+ * version's exact two-category plan against the rest. Needs >= 2 positive
+ * shares; negative rs_status otherwise. (runtime/core/stats_split.c) */
+long rs_plan_split(const double *shares, int k, double delta, double alpha, double power);
+
 /* ---------------------------------------------------------------------
  * Deterministic PRNG for tests and simulations (not cryptographic):
  * xoshiro256** seeded through splitmix64.

@@ -42,4 +42,12 @@ function errors.pcall(f, ...)
   return table.unpack(res, 1, res.n)
 end
 
+--- An xpcall handler: our errors and ^C pass as they are; anything else (a
+-- bug) gets its traceback, so re-raising it elsewhere keeps the place.
+function errors.traceback(e)
+  if errors.is(e) or (type(e) == "string" and e:find("interrupted", 1, true)) then return e end
+  if type(e) ~= "string" then return e end
+  return debug.traceback(e, 2)
+end
+
 return errors

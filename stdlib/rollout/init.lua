@@ -18,6 +18,14 @@ setmetatable(rollout, {
   end,
 })
 
+--- Opens a service by name: an object with the target's methods (deploy,
+-- set_weights, versions, health, remove_version, remove, endpoint) and the
+-- checks (check_split, check_header, confirm). opts: target =, wait =,
+-- endpoint =. See stdlib/rollout/service.lua.
+function rollout.service(name, opts)
+  return require("rollout.service").open(name, opts)
+end
+
 --- Returns an error value that makes the program exit with code 2 after
 -- printing `message`, without a traceback: for refused input.
 function rollout.refuse(message)

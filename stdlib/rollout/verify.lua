@@ -50,6 +50,8 @@ function verify.weight_list(weights)
   return list
 end
 
+local plan_cache = {}
+
 --- How many served requests a verification of these weights needs.
 -- Returns n and a table explaining it {split =, leak =, alpha =, delta =, power =}.
 function verify.plan(weights, opts)
@@ -60,14 +62,23 @@ function verify.plan(weights, opts)
     if e.weight > 0 then positive = positive + 1 else zero = zero + 1 end
   end
   local alpha, delta, power = option(opts, "alpha"), option(opts, "delta"), option(opts, "power")
+  -- Plan for half the allowed miss rate: the stated power then holds with a
+  -- margin (the exact power saw-tooths with n, and served counts vary a
+  -- little with errors).
+  local target = 1 - (1 - power) / 2
   local split_n = 0
   if positive >= 2 then
-    split_n = stats.plan(shares, { alpha = alpha, delta = delta, power = power })
+    local key = table.concat(shares, ",") .. "|" .. alpha .. "|" .. delta .. "|" .. target
+    split_n = plan_cache[key]
+    if not split_n then
+      split_n = stats.plan(shares, { alpha = alpha, delta = delta, power = target })
+      plan_cache[key] = split_n
+    end
   end
   local leak_n = 0
   if zero > 0 or positive == 1 then
     -- with one positive version, a leak to anything else is the only failure
-    leak_n = stats.plan_leak(option(opts, "leak"), power)
+    leak_n = stats.plan_leak(option(opts, "leak"), target)
   end
   local n = math.max(split_n, leak_n, option(opts, "min_requests"))
   return n, { split = split_n, leak = leak_n, alpha = alpha, delta = delta, power = power,

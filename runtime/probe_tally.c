@@ -1,0 +1,135 @@
+/* Probe tallies: versions interned per run, latencies, samples; merging
+ * the tallies of worker threads; percentiles. Lua-free. */
+#include "rollout/probe.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int probe_tally_version(probe_result *r, const char *v, size_t len)
+{
+    char *copy;
+    for (size_t i = r->nversions; i-- > 0;)
+        if (strncmp(r->versions[i], v, len) == 0 && r->versions[i][len] == '\0')
+            return (int)i;
+    if (r->nversions >= PROBE_MAX_VERSIONS)
+        return -1;
+    copy = malloc(len + 1);
+    if (copy == NULL)
+        return -2;
+    memcpy(copy, v, len);
+    copy[len] = '\0';
+    r->versions[r->nversions] = copy;
+    return (int)r->nversions++;
+}
+
+int probe_tally_latency(probe_result *r, uint32_t us)
+{
+    if (r->nlatency == r->cap_latency) {
+        size_t cap = r->cap_latency ? r->cap_latency * 2 : 4096;
+        uint32_t *p = realloc(r->latency_us, cap * sizeof *p);
+        if (p == NULL)
+            return -1;
+        r->latency_us = p;
+        r->cap_latency = cap;
+    }
+    r->latency_us[r->nlatency++] = us;
+    return 0;
+}
+
+int probe_tally_sample(probe_result *r, int32_t what, uint32_t us)
+{
+    if (r->nsamples == r->cap_samples) {
+        size_t cap = r->cap_samples ? r->cap_samples * 2 : 1024;
+        probe_sample *p = realloc(r->samples, cap * sizeof *p);
+        if (p == NULL)
+            return -1;
+        r->samples = p;
+        r->cap_samples = cap;
+    }
+    r->samples[r->nsamples].what = what;
+    r->samples[r->nsamples].latency_us = us;
+    r->nsamples++;
+    return 0;
+}
+
+static int by_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int probe_result_merge(probe_result *res, const probe_result *r)
+{
+    res->sent += r->sent;
+    res->completed += r->completed;
+    for (int k = 0; k < PROBE_NKINDS; k++)
+        res->errors[k] += r->errors[k];
+    for (int st = 0; st < PROBE_STATUS_MAX; st++)
+        res->status_counts[st] += r->status_counts[st];
+    for (size_t i = 0; i < r->nversions; i++) {
+        int idx = probe_tally_version(res, r->versions[i], strlen(r->versions[i]));
+        if (idx < 0)
+            return -1;
+        res->counts[idx] += r->counts[i];
+    }
+    if (r->nlatency > 0) {
+        uint32_t *p = realloc(res->latency_us, (res->nlatency + r->nlatency) * sizeof *p);
+        if (p == NULL)
+            return -1;
+        memcpy(p + res->nlatency, r->latency_us, r->nlatency * sizeof *p);
+        res->latency_us = p;
+        res->nlatency += r->nlatency;
+        res->cap_latency = res->nlatency;
+    }
+    return 0;
+}
+
+void probe_result_move(probe_result *res, probe_result *r)
+{
+    res->sent = r->sent;
+    res->completed = r->completed;
+    memcpy(res->errors, r->errors, sizeof res->errors);
+    memcpy(res->status_counts, r->status_counts, sizeof res->status_counts);
+    res->nversions = r->nversions;
+    memcpy(res->versions, r->versions, r->nversions * sizeof r->versions[0]);
+    memcpy(res->counts, r->counts, r->nversions * sizeof r->counts[0]);
+    res->latency_us = r->latency_us;
+    res->nlatency = r->nlatency;
+    res->cap_latency = r->cap_latency;
+    res->samples = r->samples;
+    res->nsamples = r->nsamples;
+    res->cap_samples = r->cap_samples;
+    memset(r, 0, sizeof *r);
+}
+
+void probe_result_free(probe_result *res)
+{
+    for (size_t i = 0; i < res->nversions; i++)
+        free(res->versions[i]);
+    res->nversions = 0;
+    free(res->latency_us);
+    res->latency_us = NULL;
+    res->nlatency = res->cap_latency = 0;
+    free(res->samples);
+    res->samples = NULL;
+    res->nsamples = res->cap_samples = 0;
+}
+
+double probe_percentile_ms(const probe_result *res, double p)
+{
+    size_t rank;
+    if (res->nlatency == 0)
+        return 0;
+    rank = (size_t)((double)res->nlatency * p + 0.999999999);
+    if (rank < 1)
+        rank = 1;
+    if (rank > res->nlatency)
+        rank = res->nlatency;
+    return res->latency_us[rank - 1] / 1000.0;
+}
+
+void probe_result_sort(probe_result *res)
+{
+    if (res->nlatency > 1)
+        qsort(res->latency_us, res->nlatency, sizeof res->latency_us[0], by_u32);
+}

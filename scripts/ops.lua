@@ -1,0 +1,172 @@
+--- The original ops commands:
+--   rollout scripts/ops.lua COMMAND SERVICE [VERSION] [options]
+-- Every command works on any target (--target local|kubernetes).
+local rollout = require "rollout"
+local cli = require "rollout.cli"
+local ui = require "rollout.ui"
+local json = require "rollout.json"
+local errors = require "rollout.errors"
+
+local usage = [[
+usage: rollout scripts/ops.lua COMMAND SERVICE [VERSION] [options]
+
+commands:
+  start SERVICE VERSION         deploy VERSION (running, weight 0)
+  list SERVICE                  versions, weight, share, ready, endpoint
+  update_traffic SERVICE        apply deployments/SERVICE/TRAFFIC.yaml
+  ping SERVICE [VERSION]        health of each version (process, health path, gateway)
+  test_traffic SERVICE          probe the gateway and judge the split against TRAFFIC.yaml
+  test_version SERVICE VERSION  check that the version header reaches VERSION only
+  delete_version SERVICE VERSION  stop VERSION and remove it (it must have weight 0)
+  delete_service SERVICE        remove every version, route and state of SERVICE
+
+options:
+  --json           machine-readable output (list, ping, test_traffic, test_version)
+  --wait           wait for another rollout working on SERVICE instead of failing
+  --force          delete_version: drain a version that still has weight first
+  --restart        start: restart a version that is already running
+  --endpoint URL   probe this URL instead of the target's gateway (also GATEWAY_ENDPOINT)
+
+exit codes: 0 success, 1 a failed check or operation, 2 usage error or refused input]]
+
+local opts, pos = cli.parse(cli.args(...), {
+  usage = usage,
+  flags = { json = "boolean", wait = "boolean", force = "boolean", restart = "boolean", endpoint = "string" },
+})
+
+local command, name, version = pos[1], pos[2], pos[3]
+if not command then errors.refuse("no command given\n" .. usage) end
+
+local needs_version = { start = true, delete_version = true, test_version = true }
+local known = { start = true, list = true, update_traffic = true, ping = true, test_traffic = true,
+                test_version = true, delete_version = true, delete_service = true }
+if not known[command] then errors.refuse(string.format("unknown command %q\n%s", command, usage)) end
+if not name then errors.refuse(command .. " needs a SERVICE\n" .. usage) end
+if needs_version[command] and not version then errors.refuse(command .. " needs a VERSION\n" .. usage) end
+
+local svc = rollout.service(name, { wait = opts.wait, endpoint = opts.endpoint })
+
+local function emit_json(value)
+  io.stdout:write(json.encode(value, { pretty = true }), "\n")
+end
+
+local function traffic_rows(list)
+  local total = 0
+  for _, e in ipairs(list) do total = total + e.weight end
+  local rows = {}
+  for _, e in ipairs(list) do
+    rows[#rows + 1] = { name = e.name, weight = e.weight, share = total > 0 and e.weight / total or 0 }
+  end
+  return rows
+end
+
+local commands = {}
+
+function commands.start()
+  ui.print(string.format("Deploying %s %s on the %s target...", name, version, svc.target_name))
+  local info = svc:deploy(version, { restart = opts.restart })
+  if info.started then
+    ui.ok(string.format("%s running (pid %s, port %s), weight 0 until traffic is given to it",
+      version, tostring(info.pid or "-"), tostring(info.port or "-")))
+  else
+    ui.ok(string.format("%s was already running (pid %s, port %s)", version, tostring(info.pid or "-"),
+      tostring(info.port or "-")))
+  end
+end
+
+function commands.list()
+  local versions = svc:versions()
+  local endpoint = svc.target:endpoint()
+  if opts.json then
+    emit_json { service = name, target = svc.target_name, endpoint = endpoint or json.null,
+                versions = json.array(versions) }
+    return
+  end
+  ui.heading(string.format("%s (%s target)", name, svc.target_name))
+  if #versions == 0 then
+    ui.info("no versions deployed")
+  else
+    local rows = {}
+    for _, v in ipairs(versions) do
+      rows[#rows + 1] = { v.name, tostring(v.weight), ui.percent(v.share), v.ready and "yes" or "no",
+                          tostring(v.pid or "-"), tostring(v.port or "-"), v.gateway or "-" }
+    end
+    for _, line in ipairs(ui.table({ { title = "version" }, { title = "weight", right = true },
+      { title = "share", right = true }, { title = "ready" }, { title = "pid", right = true },
+      { title = "port", right = true }, { title = "gateway" } }, rows)) do
+      ui.print(line)
+    end
+  end
+  ui.print("  endpoint: " .. (endpoint or "(none: nothing deployed)"))
+end
+
+function commands.update_traffic()
+  local res = svc:apply_traffic()
+  local list = svc:traffic()
+  ui.print("New Traffic Distribution:")
+  ui.traffic(traffic_rows(list))
+  local ok = svc:confirm(res.weights)
+  if ok then
+    ui.ok("the gateway serves the new weights")
+  else
+    ui.fail("the new weights are not in effect at " .. svc:probe_url())
+    os.exit(1)
+  end
+end
+
+function commands.ping()
+  local list = version and { svc:health(version) } or svc:health()
+  if opts.json then
+    emit_json { service = name, versions = json.array(list) }
+  else
+    if #list == 0 then ui.info("no versions deployed") end
+    for _, h in ipairs(list) do
+      if h.ok then
+        ui.ok(string.format("%s healthy (pid %s, port %s, gateway %s)", h.version, tostring(h.pid or "-"),
+          tostring(h.port or "-"), tostring(h.gateway)))
+      else
+        ui.fail(string.format("%s down: %s", h.version, h.detail or "unhealthy"))
+      end
+    end
+  end
+  for _, h in ipairs(list) do if not h.ok then os.exit(1) end end
+end
+
+local function report(verdict, what)
+  if opts.json then
+    local out = {}
+    for k, v in pairs(verdict) do if k ~= "result" then out[k] = v end end
+    out.check = what
+    out.counts = verdict.result and verdict.result.counts
+    emit_json(out)
+  else
+    ui.verdict(verdict)
+  end
+  if not verdict.ok then os.exit(1) end
+end
+
+function commands.test_traffic()
+  if not opts.json then
+    ui.print(string.format("Testing the traffic split of %s at %s", name, svc:probe_url()))
+  end
+  report(svc:check_split(), "split")
+end
+
+function commands.test_version()
+  if not opts.json then
+    ui.print(string.format("Testing header routing to %s at %s", version, svc:probe_url()))
+  end
+  report(svc:check_header(version), "header")
+end
+
+function commands.delete_version()
+  local info = svc:remove_version(version, { force = opts.force })
+  ui.ok(string.format("%s removed (process %s stopped)", version, tostring(info.pid or "-")))
+end
+
+function commands.delete_service()
+  local res = svc:remove()
+  ui.ok(string.format("%s deleted: %d version%s removed", name, #res.versions, #res.versions == 1 and "" or "s"))
+end
+
+commands[command]()

@@ -1,0 +1,332 @@
+-- rollout.probe through a real HAProxy in front of demo services (127.0.0.1).
+local probe = require "rollout.probe"
+local proc = require "rollout.proc"
+local fs = require "rollout.fs"
+local time = require "rollout.time"
+local fixture = require "tests.helpers.fixture"
+
+local KINDS = { "connect", "timeout", "http_4xx", "http_5xx", "parse", "other" }
+
+-- The invariants every result keeps: one bucket per completed request.
+local function check_buckets(r)
+  local served = 0
+  for _, c in pairs(r.counts) do served = served + c end
+  assert.equal(r.served, served)
+  local errs = 0
+  for _, k in ipairs(KINDS) do
+    assert.equal("integer", math.type(r.errors[k]), k)
+    errs = errs + r.errors[k]
+  end
+  assert.equal(r.error_total, errs)
+  assert.equal(r.completed, r.served + r.error_total)
+  assert.is_true(r.sent >= r.completed)
+end
+
+local function open_fds()
+  return #assert(fs.list("/proc/self/fd"))
+end
+
+describe("rollout.probe", function()
+  local v1, v2, gw, text_port
+
+  setup(function()
+    local ok, err = pcall(function()
+      v1 = fixture.demo { version = "v1" }
+      v2 = fixture.demo { version = "v2" }
+      text_port = fixture.free_port()
+      gw = fixture.haproxy {
+        backends = { { name = "v1", port = v1.port, weight = 50 }, { name = "v2", port = v2.port, weight = 50 } },
+        extra = table.concat({
+          "frontend fe_text",
+          "    bind 127.0.0.1:" .. text_port,
+          '    http-request return status 200 content-type text/plain string "hello"',
+        }, "\n"),
+      }
+    end)
+    if not ok then
+      fixture.stop_all(gw, v1, v2)
+      error(err, 0)
+    end
+  end)
+
+  teardown(function()
+    fixture.stop_all(gw, v1, v2)
+  end)
+
+  it("counts 10,000 requests per version at 50/50", function()
+    local r = assert(probe.run { url = gw.url .. "/api/version", n = 10000, concurrency = 50 })
+    check_buckets(r)
+    assert.equal(10000, r.sent)
+    assert.equal(10000, r.completed)
+    assert.equal(10000, r.served)
+    assert.equal(0, r.error_total)
+    assert.equal(10000, r.status[200])
+    -- binomial(10000, 0.5): sd = 50; 350 is 7 sd
+    assert.is_true(math.abs(r.counts.v1 - 5000) < 350, "v1 " .. tostring(r.counts.v1))
+    assert.is_true(math.abs(r.counts.v2 - 5000) < 350, "v2 " .. tostring(r.counts.v2))
+    local l = r.latency_ms
+    assert.is_true(l.p50 > 0 and l.p50 <= l.p90 and l.p90 <= l.p99 and l.p99 <= l.max)
+    assert.is_true(l.mean > 0 and l.mean <= l.max)
+    assert.is_true(r.duration > 0)
+    assert.near(r.completed / r.duration, r.rate, 1e-6 * r.rate)
+    assert.is_nil(r.stopped)
+    assert.is_nil(r.samples)
+  end)
+
+  it("routes x-version: v2 to v2 only", function()
+    local r = assert(probe.run { url = gw.url .. "/api/version", n = 500, concurrency = 20,
+      headers = { ["x-version"] = "v2" } })
+    check_buckets(r)
+    assert.equal(500, r.counts.v2)
+    assert.is_nil(r.counts.v1)
+  end)
+
+  it("extracts a header instead of the JSON body", function()
+    local r = assert(probe.run { url = gw.url .. "/api/version", n = 400, extract = "header:X-Served-By" })
+    check_buckets(r)
+    assert.equal(400, (r.counts.v1 or 0) + (r.counts.v2 or 0))
+  end)
+
+  it("counts a closed port as connect errors, quickly", function()
+    local t0 = time.now()
+    local r = assert(probe.run { url = "http://127.0.0.1:" .. fixture.free_port() .. "/api/version",
+      n = 30, concurrency = 5, timeout = 2 })
+    check_buckets(r)
+    assert.equal(30, r.errors.connect)
+    assert.equal(0, r.served)
+    assert.same({}, r.counts)
+    assert.same({}, r.status)
+    assert.is_true(time.now() - t0 < 2)
+  end)
+
+  it("counts 500s as http_5xx, never as versions", function()
+    local bad = fixture.demo { version = "v3", args = { "--error-rate", "1" } }
+    finally(function() fixture.stop(bad) end)
+    local r = assert(probe.run { url = bad.url .. "/api/version", n = 200, concurrency = 10 })
+    check_buckets(r)
+    assert.equal(200, r.errors.http_5xx)
+    assert.equal(200, r.status[500])
+    assert.same({}, r.counts)
+    -- the JSON body of a 500 names v3: still not a served request
+    r = assert(probe.run { url = bad.url .. "/api/version", n = 20, extract = "header:x-served-by" })
+    assert.equal(20, r.errors.http_5xx)
+    assert.equal(0, r.served)
+  end)
+
+  it("counts 404s as http_4xx", function()
+    local r = assert(probe.run { url = gw.url .. "/no/such/path", n = 100 })
+    check_buckets(r)
+    assert.equal(100, r.errors.http_4xx)
+    assert.equal(100, r.status[404])
+  end)
+
+  it("counts a 200 without a version as parse", function()
+    local r = assert(probe.run { url = "http://127.0.0.1:" .. text_port .. "/api/version", n = 100 })
+    check_buckets(r)
+    assert.equal(100, r.errors.parse)
+    assert.equal(100, r.status[200])
+    assert.equal(0, r.served)
+    -- a JSON field that is not there is a parse error too
+    r = assert(probe.run { url = gw.url .. "/api/version", n = 50, extract = "json:nope.deeper" })
+    assert.equal(50, r.errors.parse)
+  end)
+
+  it("times out a hanging backend per request, without hanging", function()
+    local slow = fixture.demo { version = "v4", args = { "--latency-ms", "5000" } }
+    finally(function() fixture.stop(slow) end)
+    local t0 = time.now()
+    local r = assert(probe.run { url = slow.url .. "/api/version", n = 20, concurrency = 10, timeout = 0.3 })
+    local took = time.now() - t0
+    check_buckets(r)
+    assert.equal(20, r.errors.timeout)
+    assert.is_true(took < 2, "took " .. took)
+    assert.is_true(r.latency_ms.p50 >= 250)
+  end)
+
+  it("stops sending when the duration ends", function()
+    local t0 = time.now()
+    local r = assert(probe.run { url = gw.url .. "/api/version", duration = 0.5, concurrency = 10 })
+    local took = time.now() - t0
+    check_buckets(r)
+    assert.equal("duration", r.stopped)
+    assert.equal(r.sent, r.completed) -- in-flight requests finish
+    assert.is_true(r.served > 50)
+    assert.is_true(took >= 0.5 and took < 2, "took " .. took)
+    -- n reached first: not stopped by the duration
+    r = assert(probe.run { url = gw.url .. "/api/version", duration = 30, n = 100 })
+    assert.equal(100, r.completed)
+    assert.is_nil(r.stopped)
+  end)
+
+  it("aborts in-flight requests at the deadline and returns promptly", function()
+    local slow = fixture.demo { version = "v5", args = { "--latency-ms", "5000" } }
+    finally(function() fixture.stop(slow) end)
+    local t0 = time.now()
+    local r = assert(probe.run { url = slow.url .. "/api/version", n = 100, concurrency = 10,
+      timeout = 10, deadline = 0.5 })
+    local took = time.now() - t0
+    check_buckets(r)
+    assert.equal("deadline", r.stopped)
+    assert.equal(0, r.completed)
+    assert.equal(10, r.sent)
+    assert.is_true(took >= 0.45 and took < 1.5, "took " .. took)
+  end)
+
+  it("calls a Lua extract function with status, body and headers", function()
+    local seen = 0
+    local r = assert(probe.run { url = gw.url .. "/api/version", n = 300, concurrency = 10,
+      extract = function(status, body, headers)
+        assert(status == 200, "status")
+        assert(type(body) == "string" and body:find('"version"'), "body")
+        seen = seen + 1
+        return headers["x-served-by"]
+      end })
+    check_buckets(r)
+    assert.equal(300, seen)
+    assert.equal(300, r.served)
+    -- nil means "no version"
+    r = assert(probe.run { url = gw.url .. "/api/version", n = 30, extract = function() return nil end })
+    assert.equal(30, r.errors.parse)
+  end)
+
+  it("re-raises an error of the extract function after cleaning up", function()
+    local before = open_fds()
+    for _ = 1, 3 do
+      local ok, err = pcall(probe.run, { url = gw.url .. "/api/version", n = 1000, concurrency = 20,
+        extract = function() error("boom in extract") end })
+      assert.is_false(ok)
+      assert.matches("boom in extract", err)
+      ok, err = pcall(probe.run, { url = gw.url .. "/api/version", n = 10, extract = function() return {} end })
+      assert.is_false(ok)
+      assert.matches("must return a string or nil %(got table%)", err)
+    end
+    collectgarbage()
+    assert.equal(before, open_fds())
+    -- and the next run works
+    local r = assert(probe.run { url = gw.url .. "/api/version", n = 100 })
+    assert.equal(100, r.served)
+  end)
+
+  it("reports progress, monotonic, at most ~10 times a second, and once at the end", function()
+    local calls = {}
+    local t0 = time.now()
+    local r = assert(probe.run { url = gw.url .. "/api/version", duration = 0.6, concurrency = 10,
+      on_progress = function(done, total) calls[#calls + 1] = { done, total } end })
+    local took = time.now() - t0
+    assert.is_true(#calls >= 3, "calls " .. #calls)
+    assert.is_true(#calls <= took * 10 + 2, "calls " .. #calls)
+    for i = 2, #calls do assert.is_true(calls[i][1] >= calls[i - 1][1]) end
+    assert.equal(r.completed, calls[#calls][1])
+    assert.is_nil(calls[1][2]) -- no count: no total
+    local last
+    r = assert(probe.run { url = gw.url .. "/api/version", n = 200,
+      on_progress = function(done, total) last = { done, total } end })
+    assert.same({ 200, 200 }, last)
+    -- a progress function that raises stops the run with its error
+    local ok, err = pcall(probe.run, { url = gw.url .. "/api/version", duration = 5,
+      on_progress = function() error("stop now") end })
+    assert.is_false(ok)
+    assert.matches("stop now", err)
+  end)
+
+  it("records samples in completion order when asked", function()
+    local r = assert(probe.run { url = gw.url .. "/api/version", n = 200, record = true })
+    assert.equal(200, #r.samples)
+    local per = {}
+    for _, s in ipairs(r.samples) do
+      assert.is_true(s[1] == "v1" or s[1] == "v2")
+      assert.is_true(s[2] >= 0)
+      per[s[1]] = (per[s[1]] or 0) + 1
+    end
+    assert.same(r.counts, per)
+    r = assert(probe.run { url = gw.url .. "/no/such", n = 5, record = true })
+    assert.same({ "http_4xx", "http_4xx", "http_4xx", "http_4xx", "http_4xx" },
+      { r.samples[1][1], r.samples[2][1], r.samples[3][1], r.samples[4][1], r.samples[5][1] })
+  end)
+
+  it("reuses connections (keep-alive) unless told not to", function()
+    local function sessions()
+      for line in fixture.haproxy_cmd(gw, "show stat"):gmatch("[^\n]+") do
+        local f = {}
+        for field in (line .. ","):gmatch("([^,]*),") do f[#f + 1] = field end
+        if f[1] == "fe" and f[2] == "FRONTEND" then return tonumber(f[8]) end
+      end
+      error("no frontend line in show stat")
+    end
+    local s0 = sessions()
+    local r = assert(probe.run { url = gw.url .. "/api/version", n = 1000, concurrency = 10, threads = 1 })
+    assert.equal(1000, r.served)
+    local s1 = sessions()
+    assert.is_true(s1 - s0 <= 10 + 2, "sessions " .. (s1 - s0))
+    r = assert(probe.run { url = gw.url .. "/api/version", n = 200, concurrency = 10, keepalive = false })
+    assert.equal(200, r.served)
+    assert.is_true(sessions() - s1 >= 190, "sessions " .. (sessions() - s1))
+  end)
+
+  it("gives the same counts with one or two threads", function()
+    for _, t in ipairs { 1, 2 } do
+      local r = assert(probe.run { url = gw.url .. "/api/version", n = 2000, threads = t })
+      check_buckets(r)
+      assert.equal(2000, r.served)
+      assert.equal(2000, r.sent)
+    end
+  end)
+
+  it("raises on misuse and refuses non-HTTP URLs", function()
+    local u = gw.url .. "/api/version"
+    assert.has_error(function() probe.run() end)
+    assert.has_error(function() probe.run { url = u } end, "probe.run needs n or duration")
+    assert.has_error(function() probe.run { n = 1 } end)
+    assert.has_error(function() probe.run { url = u, n = 0 } end)
+    assert.has_error(function() probe.run { url = u, n = 1.5 } end)
+    assert.has_error(function() probe.run { url = u, n = 1, concurrency = 0 } end)
+    assert.has_error(function() probe.run { url = u, n = 1, timeout = 0 } end)
+    assert.has_error(function() probe.run { url = u, duration = 0 } end)
+    assert.has_error(function() probe.run { url = u, n = 1, deadline = -1 } end)
+    assert.has_error(function() probe.run { url = u, n = 1, threads = 99 } end)
+    assert.has_error(function() probe.run { url = u, n = 1, extract = "xml:version" } end)
+    assert.has_error(function() probe.run { url = u, n = 1, extract = "json:" } end)
+    assert.has_error(function() probe.run { url = u, n = 1, extract = 42 } end)
+    assert.has_error(function() probe.run { url = u, n = 1, on_progress = "x" } end)
+    assert.has_error(function() probe.run { url = u, n = 1, headers = { ["x-version"] = "v1\r\nX: y" } } end)
+    local r, msg, code = probe.run { url = "ftp://127.0.0.1/x", n = 1 }
+    assert.is_nil(r)
+    assert.equal("invalid", code)
+    assert.matches("ftp://127.0.0.1/x", msg, 1, true)
+  end)
+
+  it("stops on ^C: cleans up and raises 'interrupted'", function()
+    local bin = os.getenv("ROLLOUT_BIN")
+    if not bin or bin == "" then
+      pending("ROLLOUT_BIN is not set")
+      return
+    end
+    local dir = fixture.tmpdir()
+    local pid
+    finally(function()
+      fixture.stop_all(pid)
+      fixture.remove(dir)
+    end)
+    local ready = dir .. "/ready"
+    local script = ([[
+      local probe = require "rollout.probe"
+      local started = false
+      probe.run { url = %q, duration = 60, concurrency = 20, on_progress = function()
+        if not started then
+          started = true
+          local f = assert(io.open(%q, "w")); f:write("1"); f:close()
+        end
+      end }
+      print("finished without interruption")
+    ]]):format(gw.url .. "/api/version", ready)
+    pid = assert(proc.spawn { argv = { bin, "-e", script }, log = dir .. "/out.log" })
+    fixture.wait(function() return fs.exists(ready) end, 10, "the probe to start")
+    local t0 = time.now()
+    assert(proc.kill(pid, "INT"))
+    fixture.wait(function() return not proc.alive(pid) end, 3, "the interrupted probe to exit")
+    assert.is_true(time.now() - t0 < 2)
+    local out = fs.read(dir .. "/out.log") or ""
+    assert.matches("interrupted", out)
+    assert.not_matches("finished without interruption", out)
+  end)
+end)
