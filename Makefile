@@ -37,7 +37,7 @@ MAIN_OBJ := $(BUILD)/runtime/main.o
 C_TESTS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 DEMO := $(if $(wildcard services/microservice-1/Makefile),services/microservice-1/microservice-1)
 
-.PHONY: all deps test asan demo bench install uninstall clean check-tools
+.PHONY: all deps test asan demo bench install install-files uninstall clean
 
 all: $(BIN) $(C_TESTS) $(DEMO)
 
@@ -83,7 +83,13 @@ demo: all
 bench: all
 	@for b in tests/bench/*; do [ -x "$$b" ] && { echo "== $$b"; ROLLOUT_BIN=$(abspath $(BIN)) "$$b"; }; done; true
 
-install: $(BIN)
+install: all
+	$(MAKE) install-files
+
+# Copies what is built (no build): the binary, the stdlib, scripts,
+# deployments and the demo service.
+install-files:
+	@test -x $(BIN) || { echo "install: $(BIN) is not built (run make)"; exit 1; }
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/rollout
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/rollout
 	cp -R stdlib/rollout $(DESTDIR)$(PREFIX)/share/rollout/
