@@ -80,15 +80,16 @@ ui.percent = percent
 --- Traffic lines in the original's format: "v1: 50 → 33.3%  ████████".
 -- rows: list of {name=, weight=, share=} (share from the weights).
 function ui.traffic_lines(rows, bar_width)
-  local lines, name_w, weight_w = {}, 0, 0
+  local lines, name_w, weight_w, share_w = {}, 0, 0, 0
   for _, r in ipairs(rows) do
     name_w = math.max(name_w, ui.width(r.name))
     weight_w = math.max(weight_w, #tostring(r.weight))
+    share_w = math.max(share_w, #percent(r.share))
   end
   for _, r in ipairs(rows) do
     local label = pad(r.name .. ":", name_w + 1)
     local line = string.format("%s %s → %s  %s", label, pad(tostring(r.weight), weight_w, true),
-      pad(percent(r.share), 6, true), ui.bar(r.share, bar_width or 30))
+      pad(percent(r.share), share_w, true), ui.bar(r.share, bar_width or 30))
     lines[#lines + 1] = line
   end
   return lines

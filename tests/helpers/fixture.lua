@@ -11,7 +11,7 @@
 --                   extra = "more config appended", frontend = "lines for fe"}
 --     -> {pid =, port =, url =, admin = socket path, cfg = path, log =, dir =}
 --     Foreground HAProxy (-db) spawned detached; frontend on 127.0.0.1:a free
---     port; backend be_default (balance random, weights, option httpchk GET
+--     port; backend be_default (balance roundrobin, weights, option httpchk GET
 --     /healthz); per-version backends be_vN chosen by header x-version: vN;
 --     admin socket `stats socket PATH mode 600 level admin`.
 --   fixture.haproxy_cmd(h, "set server be_default/v1 weight 60") -> reply
@@ -174,7 +174,7 @@ local function haproxy_config(h, opts)
   end
   add("    default_backend be_default")
   add("backend be_default")
-  add("    balance random")
+  add("    balance roundrobin")
   add("    option httpchk GET /healthz")
   for _, b in ipairs(opts.backends) do
     add(("    server %s 127.0.0.1:%d weight %d check inter 1s fall 2 rise 1"):format(

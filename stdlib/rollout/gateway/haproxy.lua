@@ -116,7 +116,8 @@ function Gateway:render(services)
     add("  balance roundrobin")
     add("  option httpchk GET " .. svc.health_path)
     add("  http-check expect status 200")
-    add("  option redispatch")
+    -- a refused connection goes to another version at once (default route only)
+    add("  option redispatch 1")
     add("  retries 2")
     add("  default-server inter 500ms fastinter 250ms downinter 1s fall 2 rise 1")
     for _, v in ipairs(names) do
@@ -126,6 +127,8 @@ function Gateway:render(services)
     add("")
     for _, v in ipairs(names) do
       add("backend " .. haproxy.version_backend(svc.name, v))
+      -- header traffic for a version that is down fails at once with 503
+      add("  retries 0")
       add("  option httpchk GET " .. svc.health_path)
       add("  http-check expect status 200")
       add("  default-server inter 500ms fastinter 250ms downinter 1s fall 2 rise 1")

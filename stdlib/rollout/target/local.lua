@@ -114,6 +114,22 @@ function Local:ensure_gateway(st)
   end
 end
 
+--- Repairs what a crash left behind before a command looks at the
+-- service: a gateway that should be running but is not is restarted with
+-- the weights last applied (and the repair is reported on stderr).
+function Local:repair()
+  if self.holding then return end
+  local st = self:load_state()
+  if not st.gateway_port or not next(st.versions) or self.gateway:running() then return end
+  self:locked(function(locked_st) self:ensure_gateway(locked_st) end)
+  if self.repaired then
+    local w = {}
+    for _, v in ipairs(self:deployed_names(st)) do w[#w + 1] = v .. "=" .. (st.versions[v].weight or 0) end
+    io.stderr:write(string.format("rollout: %s (%s)\n", self.repaired, table.concat(w, " ")))
+    self.repaired = nil
+  end
+end
+
 -- ------------------------------------------------------------ versions --
 
 function Local:check_version(version)
@@ -363,6 +379,7 @@ end
 
 --- Every deployed version: {name, weight, share, ready, pid, port, gateway}.
 function Local:versions()
+  self:repair()
   local st = self:load_state()
   local names = self:deployed_names(st)
   local gw = self.gateway:running() and self.gateway:health(self.name) or {}
@@ -384,6 +401,7 @@ end
 
 --- Health of one version (or all): the process, /healthz, and the gateway.
 function Local:health(version)
+  self:repair()
   local st = self:load_state()
   local gw = self.gateway:running() and self.gateway:health(self.name) or nil
   local function one(v)
@@ -415,6 +433,7 @@ end
 
 --- The URL verification probes: the service's frontend on the gateway.
 function Local:endpoint()
+  self:repair()
   local st = self:load_state()
   if not st.gateway_port then return nil end
   return string.format("http://127.0.0.1:%d%s", st.gateway_port, self.cfg.probe_path)
