@@ -20,6 +20,8 @@ PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Werror
 ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
 LIBS := $(PKG_LIBS) -lm
+HOST_LIBS := $(shell pkg-config --libs lua5.4 yaml-0.1 libcjson libedit 2>/dev/null) -ldl -lm
+NET_LIBS := $(shell pkg-config --libs libcurl libcjson 2>/dev/null) -lm
 
 # Debian packages: build, tests (cmocka, busted, python3-jsonschema for the
 # CRD schemas, openssl for the fake API server's certificates), the local
@@ -29,27 +31,42 @@ DEB_PACKAGES := build-essential pkg-config liblua5.4-dev lua5.4 libyaml-dev \
 	libedit-dev libmicrohttpd-dev python3 python3-jsonschema openssl curl \
 	wrk hyperfine tmux procps iproute2
 
+# The bindings that need libcurl (http, probe, k8s) are built into
+# rollout-net.so, next to the binary, and loaded on first require: libcurl
+# and its TLS stack cost ~4 ms at start-up, more than all the rest.
 CORE_SRC := $(wildcard runtime/core/*.c)
-HOST_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c))
+NET_SRC := runtime/curlx.c runtime/http.c $(wildcard runtime/probe*.c) $(wildcard runtime/k8s*.c)
+HOST_SRC := $(filter-out runtime/main.c $(NET_SRC),$(wildcard runtime/*.c))
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 HOST_OBJ := $(HOST_SRC:%.c=$(BUILD)/%.o)
+NET_OBJ := $(NET_SRC:%.c=$(BUILD)/pic/%.o)
 MAIN_OBJ := $(BUILD)/runtime/main.o
+NETLIB := $(dir $(BIN))rollout-net.so
 C_TESTS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 DEMO := $(if $(wildcard services/microservice-1/Makefile),services/microservice-1/microservice-1)
 
 .PHONY: all deps test asan demo bench install install-files uninstall clean
 
-all: $(BIN) $(C_TESTS) $(DEMO)
+all: $(BIN) $(NETLIB) $(C_TESTS) $(DEMO)
 
+# -rdynamic: rollout-net.so uses the host's functions
 $(BIN): $(MAIN_OBJ) $(HOST_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -rdynamic -o $@ $(filter %.o,$^) $(HOST_LIBS)
+
+$(NETLIB): $(NET_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $(filter %.o,$^) $(NET_LIBS)
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -c -o $@ $<
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/%: tests/c/%.c $(HOST_OBJ) $(CORE_OBJ)
+$(BUILD)/tests/%: tests/c/%.c $(HOST_OBJ) $(CORE_OBJ) $(NET_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) -lcmocka
 
@@ -92,16 +109,18 @@ install-files:
 	@test -x $(BIN) || { echo "install: $(BIN) is not built (run make)"; exit 1; }
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/rollout
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/rollout
+	install -d $(DESTDIR)$(PREFIX)/lib/rollout
+	install -m 644 $(NETLIB) $(DESTDIR)$(PREFIX)/lib/rollout/rollout-net.so
 	cp -R stdlib/rollout $(DESTDIR)$(PREFIX)/share/rollout/
 	cp -R scripts deployments $(DESTDIR)$(PREFIX)/share/rollout/
 	if [ -x $(DEMO) ]; then install -d $(DESTDIR)$(PREFIX)/share/rollout/services/microservice-1 && \
 	  install -m 755 $(DEMO) $(DESTDIR)$(PREFIX)/share/rollout/services/microservice-1/; fi
 
 uninstall:
-	rm -rf $(DESTDIR)$(PREFIX)/bin/rollout $(DESTDIR)$(PREFIX)/share/rollout
+	rm -rf $(DESTDIR)$(PREFIX)/bin/rollout $(DESTDIR)$(PREFIX)/share/rollout $(DESTDIR)$(PREFIX)/lib/rollout
 
 clean:
-	rm -rf build build-asan rollout
+	rm -rf build build-asan rollout rollout-net.so
 	-$(MAKE) -s -C services/microservice-1 clean
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -13,7 +13,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <dlfcn.h>
 #include <lualib.h>
+
+/* Every binding of modules.h, declared weak: the ones built into
+ * rollout-net.so (those that need libcurl) are absent from the binary and
+ * are loaded from the library on first require. */
+#define ROLLOUT_MODULE(name) __attribute__((weak)) int luaopen_rollout_##name(lua_State *L);
+#include "rollout/modules.h"
+#undef ROLLOUT_MODULE
 
 static const luaL_Reg modules[] = {
 #define ROLLOUT_MODULE(name) {"rollout." #name, luaopen_rollout_##name},
@@ -107,20 +115,68 @@ static void set_path(lua_State *L, const char *stdlib)
     lua_pop(L, 1);
 }
 
+/* rollout-net.so: next to the binary (build tree) or in ../lib/rollout
+ * (installed). Opened once, kept for the life of the process. */
+static void *netlib;
+static char netlib_dir[PATH_MAX];
+
+static int open_netlib(lua_State *L)
+{
+    static const char *const candidates[] = {"rollout-net.so", "../lib/rollout/rollout-net.so"};
+    char tried[2 * PATH_MAX + 64] = "";
+    if (netlib != NULL)
+        return 1;
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof path, "%s/%s", netlib_dir, candidates[i]) >= (int)sizeof path)
+            continue;
+        netlib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (netlib != NULL)
+            return 1;
+        if (access(path, F_OK) == 0) /* there but broken: say why */
+            return luaL_error(L, "cannot load %s: %s", path, dlerror());
+        strncat(tried, i ? ", " : "", sizeof tried - strlen(tried) - 1);
+        strncat(tried, path, sizeof tried - strlen(tried) - 1);
+    }
+    return luaL_error(L, "rollout-net.so (the libcurl bindings) not found; looked for %s", tried);
+}
+
+/* package.preload loader of a binding that lives in rollout-net.so. */
+static int load_from_netlib(lua_State *L)
+{
+    const char *modname = luaL_checkstring(L, 1); /* "rollout.http" */
+    char sym[128];
+    lua_CFunction open;
+    open_netlib(L);
+    snprintf(sym, sizeof sym, "luaopen_rollout_%s", modname + strlen("rollout."));
+    *(void **)(&open) = dlsym(netlib, sym);
+    if (open == NULL)
+        return luaL_error(L, "rollout-net.so has no %s", sym);
+    lua_pushcfunction(L, open);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
 void rollout_host_open(lua_State *L, const rollout_options *opts)
 {
     char exe[PATH_MAX], stdlib[PATH_MAX];
     const char *target = opts->target;
     int have_stdlib;
+    char *slash;
 
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     for (const luaL_Reg *m = modules; m->name != NULL; m++) {
-        lua_pushcfunction(L, m->func);
+        lua_pushcfunction(L, m->func != NULL ? m->func : load_from_netlib);
         lua_setfield(L, -2, m->name);
     }
     lua_pop(L, 1);
 
     find_exe(opts->argv0, exe, sizeof exe);
+    snprintf(netlib_dir, sizeof netlib_dir, "%s", exe);
+    slash = strrchr(netlib_dir, '/');
+    if (slash != NULL)
+        *slash = '\0';
     have_stdlib = find_stdlib(exe, stdlib, sizeof stdlib);
     set_path(L, have_stdlib ? stdlib : NULL);
 

@@ -29,7 +29,9 @@ typedef enum rollout_exit {
     ROLLOUT_EXIT_USAGE = 2    /* usage error, or invalid input refused before any change */
 } rollout_exit;
 
-/* Every C binding, registered in package.preload as "rollout.<name>". */
+/* Every C binding, registered in package.preload as "rollout.<name>".
+ * (runtime/host.c redeclares them weak: those in rollout-net.so are loaded
+ * from it. A binding needing another one should require it from Lua.) */
 #define ROLLOUT_MODULE(name) int luaopen_rollout_##name(lua_State *L);
 #include "rollout/modules.h"
 #undef ROLLOUT_MODULE

@@ -105,6 +105,7 @@ config.spec = S.object {
         parent_ref = S.string {},
         endpoint = S.string {},
         wait_timeout = S.number { min = 1, max = 3600, default = 300 },
+        api_timeout = S.number { min = 1, max = 600, default = 30 },
         values = S.any {},
       },
     },
