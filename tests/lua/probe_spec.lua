@@ -201,7 +201,8 @@ describe("rollout.probe", function()
       assert.matches("must return a string or nil %(got table%)", err)
     end
     collectgarbage()
-    assert.equal(before, open_fds())
+    -- no descriptor left behind (other specs' handles may be collected too)
+    assert.is_true(open_fds() <= before, string.format("%d fds open, %d before", open_fds(), before))
     -- and the next run works
     local r = assert(probe.run { url = gw.url .. "/api/version", n = 100 })
     assert.equal(100, r.served)

@@ -1,0 +1,877 @@
+--- rollout.target.kubernetes: versions as Helm releases on a cluster, routed
+-- by objects rollout owns (rollout.istio) and writes with server-side apply.
+--
+-- One Helm release per version, `<service>-<version>`, of the chart in
+-- kubernetes.chart (deployments/chart). Routing, for kubernetes.routing:
+--   istio        Service <service>, DestinationRule (a subset per version),
+--                VirtualService (header routes first, weighted route last)
+--   gateway-api  Service <service>, Service <service>-<v> per version,
+--                HTTPRoute (header rules first, weighted rule last)
+-- Each is applied with field manager "rollout" (force: rollout owns them)
+-- and carries app=<service>, app.kubernetes.io/managed-by=rollout.
+--
+-- A weight change is exactly ONE API write (the route), then a GET that
+-- confirms the weights the API server holds; never a helm upgrade.
+--
+-- The cluster is the state: versions are the releases, readiness is the
+-- Deployments' status and the pods, weights are the route's. TRAFFIC.yaml
+-- is the desired state, as for the local target. The only local file is the
+-- per-service lock (<state dir>/services/<service>/lock, shared with the
+-- local target, since TRAFFIC.yaml is).
+--
+-- Errors: a kubeconfig that cannot be used (missing context, unreadable CA
+-- or credentials) is a refusal (exit 2); the API unreachable, TLS, an
+-- exec credential plugin failing or hanging, 401/403, helm failing are
+-- failures (exit 1). Every message is one line naming the cause.
+local fs = require "rollout.fs"
+local time = require "rollout.time"
+local sys = require "rollout.sys"
+local errors = require "rollout.errors"
+local config = require "rollout.config"
+local traffic = require "rollout.traffic"
+local state = require "rollout.state"
+local istio = require "rollout.istio"
+
+local M = {}
+local K8s = {}
+K8s.__index = K8s
+
+local FIELD_MANAGER = "rollout"
+
+-- ------------------------------------------------------------- helpers --
+
+local function tbl(x) return type(x) == "table" and x or {} end
+
+local function oneline(s)
+  s = tostring(s or "unknown error"):gsub("%s*\n%s*", "; "):gsub("%s+$", "")
+  return s
+end
+
+local function sorted_keys(t)
+  local out = {}
+  for k in pairs(t) do out[#out + 1] = k end
+  table.sort(out)
+  return out
+end
+
+local function copy(v, depth)
+  depth = depth or 0
+  if type(v) ~= "table" then return v end
+  if depth > 32 then errors.refuse("kubernetes.values is nested too deeply") end
+  local out = {}
+  for k, x in pairs(v) do out[k] = copy(x, depth + 1) end
+  -- keep the YAML/JSON array/object markers (an empty list stays a list)
+  local mt = getmetatable(v)
+  if type(mt) == "table" and rawget(mt, "__jsontype") then setmetatable(out, mt) end
+  return out
+end
+
+local function binding(name)
+  local ok, mod = pcall(require, "rollout." .. name)
+  if not ok then
+    errors.fail(string.format("this rollout has no rollout.%s binding (built without it?): %s", name, oneline(mod)))
+  end
+  return mod
+end
+
+--- A Kubernetes target for a loaded service config (rollout.config.load).
+-- opts.wait: wait for another rollout working on the service.
+function M.new(cfg, opts)
+  local t = setmetatable({ cfg = cfg, name = cfg.name, opts = opts or {} }, K8s)
+  t.kc = cfg.kubernetes or {}
+  t.namespace = t.kc.namespace or "default"
+  t.state_dir = config.state_dir()
+  t.dir = fs.join(t.state_dir, "services", cfg.name)
+  t.lock_file = fs.join(t.dir, "lock")
+  t.target = "kubernetes"
+  t.route_kind = istio.route_kind(cfg)
+  return t
+end
+
+--- Runs fn() holding the service lock (re-entrant within one call chain).
+function K8s:locked(fn)
+  if self.holding then return fn() end
+  local lock = state.lock(self.lock_file, self.name, self.opts.wait)
+  self.holding = true
+  local res = table.pack(xpcall(fn, errors.traceback))
+  self.holding = false
+  lock:unlock()
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+-- ------------------------------------------------------------ the API --
+
+local config_codes = { config = true }
+
+--- The API client, created on first use (so a missing cluster breaks only
+-- what needs it). A kubeconfig problem is a refusal, exit 2.
+function K8s:client()
+  if self._client then return self._client end
+  local k8s = binding("k8s")
+  local timeout = self.kc.api_timeout or 30
+  local c, err, code = k8s.client {
+    context = self.kc.context,
+    namespace = self.namespace,
+    timeout = timeout,
+    exec_timeout = math.min(timeout, 10),
+  }
+  if not c then
+    if config_codes[code] then
+      errors.refuse("cannot use the kubeconfig: " .. oneline(err), { code = code })
+    end
+    errors.fail("cannot connect to Kubernetes: " .. oneline(err), { code = code })
+  end
+  self._client = c
+  return c
+end
+
+local hints = {
+  connect = "is the API server up and the kubeconfig's server address right?",
+  timeout = "the API server did not answer in time",
+  tls = "TLS failed: check the kubeconfig's certificate-authority",
+  Unauthorized = "the API server refused the credentials (401)",
+  Forbidden = "the kubeconfig's user lacks the RBAC permission (403)",
+}
+
+-- Raises the failure of an API call: one line, what was being done, the
+-- server's or transport's message and its code.
+function K8s:api_fail(what, err, code, extra)
+  local msg = string.format("cannot %s: %s", what, oneline(err))
+  local hint = hints[code]
+  if hint and not msg:find(hint, 1, true) and (code ~= "Forbidden" or not msg:find("forbidden", 1, true)) then
+    msg = msg .. " (" .. hint .. ")"
+  end
+  if extra then msg = msg .. "; " .. extra end
+  if config_codes[code] then errors.refuse(msg, { code = code }) end
+  errors.fail(msg, { code = code })
+end
+
+local function describe(kind, name) return kind .. " " .. name end
+
+--- GET an object of the service's namespace; nil when it does not exist.
+function K8s:get(kind, name)
+  local obj, err, code = self:client():get(kind, name, { namespace = self.namespace })
+  if obj then
+    if obj.kind == nil then obj.kind = kind end
+    return obj
+  end
+  if code == "NotFound" then return nil end
+  self:api_fail("read " .. describe(kind, name), err, code)
+end
+
+--- LIST objects by label selector; an empty list when the kind is not
+-- served (e.g. no Istio CRDs on a Gateway API cluster).
+function K8s:list(kind, selector)
+  local res, err, code = self:client():list(kind, { namespace = self.namespace, selector = selector })
+  if res then return tbl(res.items) end
+  if code == "NotFound" then return {} end
+  self:api_fail(string.format("list %ss (%s)", kind, selector), err, code)
+end
+
+--- One server-side apply (field manager rollout, force).
+function K8s:apply(manifest, extra_on_fail)
+  local obj, err, code = self:client():apply(manifest, { field_manager = FIELD_MANAGER, force = true })
+  if obj then return obj end
+  self:api_fail("apply " .. describe(manifest.kind, manifest.metadata.name), err, code, extra_on_fail)
+end
+
+--- DELETE; true when deleted, false when it was not there.
+function K8s:delete(kind, name)
+  local obj, err, code = self:client():delete(kind, name, { namespace = self.namespace })
+  if obj then return true end
+  if code == "NotFound" then return false end
+  self:api_fail("delete " .. describe(kind, name), err, code)
+end
+
+-- --------------------------------------------------------------- helm --
+
+function K8s:release_name(version)
+  config.check_name(version, "version")
+  local release = self.name .. "-" .. version
+  if #release > 53 then
+    errors.refuse(string.format("the Helm release name %s (service-version) is longer than 53 characters", release))
+  end
+  return release
+end
+
+local function helm_fail(what, err, code)
+  errors.fail(string.format("cannot %s: %s", what, oneline(err)), { code = code })
+end
+
+-- The service's releases: {version = {name, release, revision, status, chart}}.
+function K8s:releases()
+  local helm = binding("helm")
+  local list, err, code = helm.list { namespace = self.namespace, filter = "^" .. self.name .. "-",
+                                      kube_context = self.kc.context }
+  if not list then helm_fail("list the Helm releases of " .. self.name, err, code) end
+  local prefix = self.name .. "-"
+  local out = {}
+  for _, r in ipairs(list) do
+    if type(r.name) == "string" and r.name:sub(1, #prefix) == prefix then
+      local v = r.name:sub(#prefix + 1)
+      if v ~= "" and require("rollout.weights").is_name(v) then
+        out[v] = { name = v, release = r.name, revision = tonumber(r.revision) or r.revision, status = r.status,
+                   chart = r.chart, app_version = r.app_version, updated = r.updated }
+      end
+    end
+  end
+  return out
+end
+
+-- ----------------------------------------------------------- observing --
+
+--- Everything the decisions need, read (never written) in one go:
+-- {releases, versions (names, sorted), deployments (by name), pods (list),
+--  route (live object or nil), weights (from the route or {}), dr, services}.
+function K8s:observe()
+  local obs = {}
+  self:client() -- a kubeconfig problem is reported before anything else
+  obs.route = self:get(self.route_kind, self.name)
+  obs.weights = obs.route and istio.route_weights(self.cfg, obs.route) or {}
+  obs.deployments = {}
+  for _, d in ipairs(self:list("Deployment", "app=" .. self.name)) do
+    obs.deployments[tbl(d.metadata).name or "?"] = d
+  end
+  obs.pods = self:list("Pod", "app=" .. self.name)
+  if self.route_kind == "HTTPRoute" then
+    obs.services = {}
+    for _, s in ipairs(self:list("Service", istio.selector(self.cfg))) do
+      obs.services[tbl(s.metadata).name or "?"] = s
+    end
+  else
+    obs.dr = self:get("DestinationRule", self.name)
+  end
+  local releases = self:releases()
+  -- a release whose Deployment belongs to another service is not ours
+  -- (service "a" and service "a-b" in one namespace: "a-b-v1")
+  for v, r in pairs(releases) do
+    local d = obs.deployments[r.release]
+    if d == nil then
+      local other = self:get("Deployment", r.release)
+      if other and tbl(tbl(other.metadata).labels).app ~= self.name then releases[v] = nil end
+    end
+  end
+  obs.releases = releases
+  obs.versions = sorted_keys(releases)
+  return obs
+end
+
+local function deployed_list(obs)
+  return #obs.versions > 0 and table.concat(obs.versions, ", ") or "none"
+end
+
+-- Why a pod is not ready, from its container statuses (e.g. ImagePullBackOff).
+local function pod_problem(pod)
+  local st = tbl(pod.status)
+  for _, cs in ipairs(tbl(st.containerStatuses)) do
+    local w = tbl(tbl(cs.state).waiting)
+    if w.reason then
+      local m = type(w.message) == "string" and (": " .. w.message) or ""
+      return string.format("pod %s: %s%s", tbl(pod.metadata).name or "?", w.reason, m)
+    end
+    local term = tbl(tbl(cs.state).terminated)
+    if term.reason then
+      return string.format("pod %s: %s", tbl(pod.metadata).name or "?", term.reason)
+    end
+  end
+  if st.phase and st.phase ~= "Running" then
+    return string.format("pod %s is %s", tbl(pod.metadata).name or "?", st.phase)
+  end
+  return nil
+end
+
+local function pod_ready(pod)
+  for _, c in ipairs(tbl(tbl(pod.status).conditions)) do
+    if c.type == "Ready" then return c.status == "True" end
+  end
+  return false
+end
+
+function K8s:version_pods(obs, version)
+  local out = {}
+  for _, p in ipairs(obs.pods) do
+    local l = tbl(tbl(p.metadata).labels)
+    if l.version == version and not tbl(p.metadata).deletionTimestamp then out[#out + 1] = p end
+  end
+  return out
+end
+
+--- Readiness of a version from its Deployment and pods:
+-- ready (boolean), detail (why not), replicas, ready replicas.
+function K8s:readiness(obs, version)
+  local release = self.name .. "-" .. version
+  local d = obs.deployments[release]
+  if not d then return false, "its Deployment " .. release .. " does not exist", 0, 0 end
+  local spec, st = tbl(d.spec), tbl(d.status)
+  local want = math.tointeger(spec.replicas) or 1
+  local ready = math.tointeger(st.readyReplicas) or 0
+  if want == 0 then return false, "its Deployment is scaled to 0 replicas", 0, 0 end
+  local gen, seen = tbl(d.metadata).generation, st.observedGeneration
+  local updated = math.tointeger(st.updatedReplicas) or 0
+  if ready >= want and (not gen or not seen or seen >= gen) and updated >= want then
+    return true, nil, want, ready
+  end
+  local why = string.format("%d/%d pods ready", ready, want)
+  for _, p in ipairs(self:version_pods(obs, version)) do
+    local problem = not pod_ready(p) and pod_problem(p)
+    if problem then
+      why = why .. ", " .. problem
+      break
+    end
+  end
+  return false, why, want, ready
+end
+
+-- Whether the routing objects other than the route know the version.
+function K8s:routable(obs, version)
+  if self.route_kind == "HTTPRoute" then
+    local svc = istio.version_service_name(self.cfg, version)
+    if not obs.services[svc] then return false, "its Service " .. svc .. " does not exist" end
+    return true
+  end
+  for _, s in ipairs(tbl(tbl(tbl(obs.dr).spec).subsets)) do
+    if s.name == version then return true end
+  end
+  return false, "the DestinationRule has no subset " .. version
+end
+
+-- ---------------------------------------------------------- rendering --
+
+-- The route for weights {v = w} over `versions` (every one; 0 if absent).
+function K8s:render_route(versions, weights)
+  local list = {}
+  for _, v in ipairs(versions) do list[#list + 1] = { name = v, weight = weights[v] or 0 } end
+  return istio.route(self.cfg, list, { normalize = self.kc.normalize_weights })
+end
+
+-- The weights a rendered route carries (normalized or not), {v = w}.
+local function rendered_weights(cfg, manifest)
+  return istio.route_weights(cfg, manifest)
+end
+
+local function same_weights(a, b)
+  for k, v in pairs(a or {}) do if (b or {})[k] ~= v then return false end end
+  for k, v in pairs(b or {}) do if (a or {})[k] ~= v then return false end end
+  return true
+end
+
+local function weights_text(w)
+  local parts = {}
+  for _, k in ipairs(sorted_keys(w or {})) do parts[#parts + 1] = k .. "=" .. tostring(w[k]) end
+  return #parts > 0 and table.concat(parts, " ") or "none"
+end
+
+-- A manifest that puts the live object's spec back (for a restore).
+local function restore_manifest(live)
+  local md = tbl(live.metadata)
+  return { apiVersion = live.apiVersion, kind = live.kind,
+           metadata = { name = md.name, namespace = md.namespace, labels = md.labels }, spec = live.spec }
+end
+
+-- ------------------------------------------------------------- deploy --
+
+--- The chart: kubernetes.chart, a path relative to the project directory
+-- (the parent of the deployments directory); "deployments/..." is also
+-- looked up in the deployments directory itself ($ROLLOUT_DEPLOYMENTS),
+-- then beside the stdlib (the shipped chart). Absolute paths and URLs are
+-- used as they are.
+function K8s:chart()
+  local chart = self.kc.chart or "deployments/chart"
+  if chart:sub(1, 1) == "/" or chart:find("://", 1, true) then return chart end
+  local candidates = { fs.join(self.cfg.project_dir or config.project_dir(), chart) }
+  local rest = chart:match("^deployments/(.+)$")
+  if rest then candidates[#candidates + 1] = fs.join(config.deployments_dir(), rest) end
+  if sys.root then candidates[#candidates + 1] = fs.join(sys.root, chart) end
+  for _, p in ipairs(candidates) do
+    if fs.exists(p) then return p end
+  end
+  return candidates[1]
+end
+
+-- Uninstalls a release this call created; returns the sentence to add.
+function K8s:undo_install(release)
+  local helm = binding("helm")
+  local ok, _, code = helm.uninstall { release = release, namespace = self.namespace, kube_context = self.kc.context }
+  if ok then return "; the new release was uninstalled" end
+  if code == "notfound" then return "" end
+  return "; uninstalling the new release failed too"
+end
+
+--- The chart values for a version: kubernetes.values, then the fields of
+-- service.yaml (which win): service, version, image, replicaCount, port,
+-- healthPath. {version} and {service} expand in image.repository/tag.
+function K8s:values(version)
+  local kc = self.kc
+  local vars = { version = version, service = self.name }
+  local v = copy(kc.values or {})
+  if type(v) ~= "table" then errors.refuse(self.cfg.file .. ": kubernetes.values must be a mapping") end
+  local img = tbl(kc.image)
+  v.service = self.name
+  v.version = version
+  v.image = type(v.image) == "table" and v.image or {}
+  v.image.repository = config.expand(img.repository or self.name, vars, self.cfg.file .. ": kubernetes.image.repository")
+  v.image.tag = config.expand(img.tag or "{version}", vars, self.cfg.file .. ": kubernetes.image.tag")
+  v.image.pullPolicy = img.pull_policy or "IfNotPresent"
+  v.replicaCount = kc.replicas or 1
+  v.port = self.cfg.port
+  v.healthPath = self.cfg.health_path
+  return v
+end
+
+-- Applies the routing objects for `weights` over `versions`, in order; on
+-- a failure puts back the live DestinationRule/route it had (best effort).
+function K8s:apply_routing(obs, versions, weights)
+  local list = {}
+  for _, v in ipairs(versions) do list[#list + 1] = { name = v, weight = weights[v] or 0 } end
+  local manifests = istio.manifests(self.cfg, list, { normalize = self.kc.normalize_weights })
+  local applied = {}
+  local ok, err = errors.pcall(function()
+    for _, m in ipairs(manifests) do
+      self:apply(m)
+      applied[#applied + 1] = m
+    end
+  end)
+  if ok then return manifests end
+  -- put back what the route and DestinationRule were
+  local restored = {}
+  for _, m in ipairs(applied) do
+    local live = (m.kind == self.route_kind and obs.route) or (m.kind == "DestinationRule" and obs.dr) or nil
+    if live then
+      local rok = errors.pcall(self.apply, self, restore_manifest(live))
+      if rok then restored[#restored + 1] = m.kind end
+    end
+  end
+  if #restored > 0 then
+    error(errors.failed(errors.message(err) .. "; restored the previous " .. table.concat(restored, " and ")), 0)
+  end
+  error(err, 0)
+end
+
+--- Deploys a version: helm upgrade --install <service>-<version> (waiting
+-- for it), then the routing with the version at weight 0 (a weight it
+-- already had is kept). Idempotent for a ready version already routed
+-- (opts.restart upgrades it anyway). A fresh release that fails is
+-- uninstalled again. Returns {name, release, revision, started = bool,
+-- replicas, ready}.
+function K8s:deploy(version, opts)
+  opts = opts or {}
+  local release = self:release_name(version)
+  return self:locked(function()
+    local obs = self:observe()
+    local existing = obs.releases[version]
+    local values = self:values(version)
+    if existing and not opts.restart then
+      local ready, _, want, have = self:readiness(obs, version)
+      local d = obs.deployments[release]
+      local c = tbl(tbl(tbl(tbl(d).spec).template).spec).containers
+      local image = tbl(tbl(c)[1]).image
+      local want_image = values.image.repository .. ":" .. values.image.tag
+      if ready and image == want_image and existing.status == "deployed" then
+        if obs.weights[version] == nil or not self:routable(obs, version) then
+          self:routing_with(obs, version)
+        end
+        return { name = version, release = release, revision = existing.revision, started = false,
+                 replicas = want, ready = have }
+      end
+    end
+    local helm = binding("helm")
+    local wait_timeout = self.kc.wait_timeout or 300
+    local res, err, code = helm.install {
+      release = release, chart = self:chart(), namespace = self.namespace, values = values,
+      wait = true, timeout = wait_timeout, kube_context = self.kc.context,
+    }
+    local function give_up(what, msg, c)
+      local why = ""
+      local okr, fresh = errors.pcall(self.observe, self)
+      if okr then
+        local ready, detail = self:readiness(fresh, version)
+        if not ready and detail then why = " (" .. detail .. ")" end
+      end
+      local cleanup = existing and "" or self:undo_install(release)
+      errors.fail(string.format("cannot %s: %s%s%s", what, oneline(msg), why, cleanup), { code = c })
+    end
+    if not res then give_up("deploy " .. self.name .. " " .. version .. " with helm", err, code) end
+    local client = self:client()
+    local ok, werr, wcode = client:wait_rollout(release, { namespace = self.namespace, timeout = wait_timeout })
+    if not ok then give_up("roll out " .. release, werr, wcode) end
+    local after = self:observe()
+    local rok, rerr = errors.pcall(self.routing_with, self, after, version)
+    if not rok then
+      local msg = errors.message(rerr) .. (existing and "" or self:undo_install(release))
+      if errors.is(rerr, "refused") then errors.refuse(msg) end
+      errors.fail(msg)
+    end
+    local _, _, want, have = self:readiness(after, version)
+    return { name = version, release = release, revision = tonumber(tbl(res).version) or tbl(res).version,
+             started = true, replicas = want, ready = have }
+  end)
+end
+
+-- The routing of the deployed versions plus `version` (weight kept, else 0).
+function K8s:routing_with(obs, version)
+  local set = {}
+  for _, v in ipairs(obs.versions) do set[v] = true end
+  set[version] = true
+  local versions = sorted_keys(set)
+  local w = {}
+  for _, v in ipairs(versions) do w[v] = obs.weights[v] or 0 end
+  return self:apply_routing(obs, versions, w)
+end
+
+-- ------------------------------------------------------------ weights --
+
+--- The desired weights: TRAFFIC.yaml as a list (file order) and its bytes.
+function K8s:traffic()
+  return traffic.load(self.cfg.traffic_file)
+end
+
+-- Checks a weight list against the cluster. Raises a refusal naming the
+-- version; returns the map of weights for every deployed version.
+function K8s:check_weights(list, obs, source)
+  local map, any = {}, false
+  for _, v in ipairs(obs.versions) do map[v] = 0 end
+  for _, e in ipairs(list) do
+    if e.weight > 0 then
+      any = true
+      if not obs.releases[e.name] then
+        errors.refuse(string.format("%s: version %s has weight %d but is not deployed (deployed: %s)",
+          source, e.name, e.weight, deployed_list(obs)))
+      end
+      local ready, why = self:readiness(obs, e.name)
+      if not ready then
+        errors.refuse(string.format("%s: version %s has weight %d but is not ready (%s)", source, e.name,
+          e.weight, why))
+      end
+      local routable, rwhy = self:routable(obs, e.name)
+      if not routable then
+        errors.refuse(string.format("%s: version %s has weight %d but is not routed (%s): deploy it again",
+          source, e.name, e.weight, rwhy))
+      end
+    end
+    if obs.releases[e.name] then map[e.name] = e.weight end
+  end
+  if not any then
+    errors.refuse(source .. ": all weights are 0: at least one version must receive traffic")
+  end
+  return map
+end
+
+-- Applies the route for `map` (ONE write) and confirms with a GET that the
+-- API server holds those weights. On failure puts the previous route back
+-- and raises a failure that says what state the route is in.
+function K8s:apply_weights(obs, map)
+  local manifest = self:render_route(obs.versions, map)
+  local want = rendered_weights(self.cfg, manifest)
+  local kind, name = manifest.kind, manifest.metadata.name
+  local previous = obs.route
+  local client = self:client()
+  local function restore(why)
+    if not previous then
+      local ok = errors.pcall(self.delete, self, kind, name)
+      return why .. (ok and "; the new " .. kind .. " was deleted" or "; deleting the new " .. kind .. " failed too")
+    end
+    local ok = client:apply(restore_manifest(previous), { field_manager = FIELD_MANAGER, force = true })
+    return why .. (ok and "; the previous weights were restored" or "; restoring the previous weights failed too")
+  end
+  local obj, err, code = client:apply(manifest, { field_manager = FIELD_MANAGER, force = true })
+  if not obj and code ~= "timeout" then
+    -- refused by the server, or never sent: nothing changed
+    self:api_fail("apply " .. describe(kind, name), err, code, "the route is unchanged")
+  elseif not obj then
+    -- a timeout: the request may have been carried out anyway
+    local live = client:get(kind, name, { namespace = self.namespace })
+    local now = live and istio.route_weights(self.cfg, live)
+    if live and same_weights(now, want) then
+      obj = live
+    elseif (not previous and not live) or (live and same_weights(now, obs.weights)) then
+      self:api_fail("apply " .. describe(kind, name), err, code, "the route is unchanged")
+    else
+      self:api_fail("apply " .. describe(kind, name), err, code,
+        restore("the route may have changed"))
+    end
+  end
+  -- read back what the API server holds
+  local live, gerr, gcode = client:get(kind, name, { namespace = self.namespace })
+  if not live then
+    self:api_fail("read back " .. describe(kind, name), gerr, gcode, restore("the weights could not be confirmed"))
+  end
+  local got = istio.route_weights(self.cfg, live)
+  if not same_weights(got, want) then
+    errors.fail(string.format("the API server holds %s weights %s instead of %s (another controller?)%s",
+      kind, weights_text(got), weights_text(want), restore("")))
+  end
+  return live, got
+end
+
+--- Sets the weights: validate → write TRAFFIC.yaml atomically → ONE
+-- server-side apply of the route → GET to confirm. `w` is {v1 = 50, ...} or
+-- a TRAFFIC-style list; deployed versions not named get 0. On invalid input
+-- nothing changes (refusal, exit 2); on a failure the previous TRAFFIC.yaml
+-- and route are put back (exit 1). opts.write = false applies without
+-- writing TRAFFIC.yaml. Returns {previous =, weights = (every deployed
+-- version), traffic = (the new TRAFFIC.yaml list), applied = (the weights
+-- the route holds, normalized when configured)}.
+function K8s:set_weights(w, opts)
+  opts = opts or {}
+  local source = opts.source or "weights"
+  local list = traffic.normalize(w, source)
+  return self:locked(function()
+    local obs = self:observe()
+    local map = self:check_weights(list, obs, source)
+    local previous = {}
+    for v, x in pairs(obs.weights) do previous[v] = x end
+    local old_list, old_text = self:traffic()
+    -- the new TRAFFIC.yaml: the file's order, then new names in order
+    local new_list, seen, wanted = {}, {}, {}
+    for _, e in ipairs(list) do wanted[e.name] = e.weight end
+    for _, e in ipairs(old_list) do
+      if wanted[e.name] ~= nil or obs.releases[e.name] then
+        new_list[#new_list + 1] = { name = e.name, weight = wanted[e.name] or 0 }
+        seen[e.name] = true
+      end
+    end
+    for _, e in ipairs(list) do
+      if not seen[e.name] then new_list[#new_list + 1] = { name = e.name, weight = e.weight }; seen[e.name] = true end
+    end
+    for _, v in ipairs(obs.versions) do
+      if not seen[v] then new_list[#new_list + 1] = { name = v, weight = 0 } end
+    end
+    local applied
+    sys.critical(function()
+      if opts.write ~= false then traffic.save(self.cfg.traffic_file, new_list) end
+      local ok, err = errors.pcall(function()
+        local _, got = self:apply_weights(obs, map)
+        applied = got
+      end)
+      if not ok then
+        if opts.write ~= false then
+          if old_text then fs.write_atomic(self.cfg.traffic_file, old_text) else fs.remove(self.cfg.traffic_file) end
+        end
+        if not errors.is(err) then error(err, 0) end -- a bug: keep its traceback
+        local msg = err.message
+        if opts.write ~= false then msg = msg .. "; TRAFFIC.yaml is unchanged" end
+        if err.kind == "refused" then errors.refuse(msg, { code = err.code }) end
+        errors.fail(msg, { code = err.code })
+      end
+    end)
+    return { previous = previous, weights = map, traffic = new_list, applied = applied }
+  end)
+end
+
+--- Applies TRAFFIC.yaml as it is (the original's update_traffic).
+function K8s:apply_traffic()
+  local list = self:traffic()
+  return self:set_weights(list, { write = false, source = self.cfg.traffic_file })
+end
+
+-- ------------------------------------------------------------ queries --
+
+--- Every deployed version: {name, weight, share, ready, replicas,
+-- ready_replicas, release, revision, status (helm's), chart, gateway =
+-- "routed" | "absent", detail (why not ready)}.
+function K8s:versions()
+  local obs = self:observe()
+  local total = 0
+  for _, v in ipairs(obs.versions) do total = total + (obs.weights[v] or 0) end
+  local out = {}
+  for _, v in ipairs(obs.versions) do
+    local r = obs.releases[v]
+    local ready, why, want, have = self:readiness(obs, v)
+    local weight = obs.weights[v] or 0
+    out[#out + 1] = {
+      name = v, weight = weight, share = total > 0 and weight / total or 0, ready = ready,
+      replicas = want, ready_replicas = have, release = r.release, revision = r.revision, status = r.status,
+      chart = r.chart, gateway = obs.weights[v] ~= nil and "routed" or "absent", detail = why,
+    }
+  end
+  return out
+end
+
+--- Health of one version (or all): the release, the Deployment and its
+-- pods, and the route. {version, ok, ready, replicas, ready_replicas,
+-- release, status, gateway, detail (why not ok, e.g. ImagePullBackOff)}.
+function K8s:health(version)
+  local obs = self:observe()
+  local function one(v)
+    local r = obs.releases[v]
+    if not r then return { version = v, ok = false, ready = false, detail = "not deployed" } end
+    local ready, why, want, have = self:readiness(obs, v)
+    local routed = obs.weights[v] ~= nil
+    local routable, rwhy = self:routable(obs, v)
+    local detail = why
+    if ready and not routed then
+      detail = "absent from the " .. self.route_kind
+    elseif ready and not routable then
+      detail = rwhy
+    elseif ready and r.status ~= "deployed" then
+      detail = "the Helm release is " .. tostring(r.status)
+    end
+    return {
+      version = v, ok = ready and routed and routable and r.status == "deployed", ready = ready,
+      replicas = want, ready_replicas = have, release = r.release, status = r.status,
+      gateway = routed and string.format("routed, weight %s", tostring(obs.weights[v])) or "absent",
+      weight = obs.weights[v], detail = ready and routed and routable and r.status == "deployed" and nil or detail,
+    }
+  end
+  if version then return one(version) end
+  local all = {}
+  for _, v in ipairs(obs.versions) do all[#all + 1] = one(v) end
+  return all
+end
+
+--- The URL verification probes: kubernetes.endpoint (GATEWAY_ENDPOINT and
+-- --endpoint override it in rollout.service), or nil.
+function K8s:endpoint()
+  local e = self.kc.endpoint
+  if e == nil or e == "" then return nil end
+  return e
+end
+
+--- The weights the route on the API server holds, or nil without a route.
+function K8s:gateway_weights()
+  local route = self:get(self.route_kind, self.name)
+  return route and istio.route_weights(self.cfg, route) or nil
+end
+
+-- Objects rollout owns for the service, as {kind, name}; routes first.
+function K8s:owned()
+  local sel = istio.selector(self.cfg)
+  local out = {}
+  for _, kind in ipairs { "VirtualService", "HTTPRoute", "DestinationRule", "Service" } do
+    for _, o in ipairs(self:list(kind, sel)) do
+      out[#out + 1] = { kind = kind, name = tbl(o.metadata).name }
+    end
+  end
+  return out
+end
+
+--- What is left of the service on the cluster: Helm releases, the objects
+-- rollout owns, Deployments and pods labelled app=<service>. An empty list
+-- when nothing is.
+function K8s:leftovers()
+  local left = {}
+  for _, v in ipairs(sorted_keys(self:releases())) do
+    left[#left + 1] = "helm release " .. self.name .. "-" .. v
+  end
+  for _, o in ipairs(self:owned()) do
+    left[#left + 1] = string.format("%s %s/%s", o.kind, self.namespace, o.name)
+  end
+  for _, d in ipairs(self:list("Deployment", "app=" .. self.name)) do
+    left[#left + 1] = string.format("Deployment %s/%s", self.namespace, tbl(d.metadata).name)
+  end
+  for _, p in ipairs(self:list("Pod", "app=" .. self.name)) do
+    left[#left + 1] = string.format("Pod %s/%s", self.namespace, tbl(p.metadata).name)
+  end
+  return left
+end
+
+-- ------------------------------------------------------------- removal --
+
+--- Removes a version: refused while it has weight unless opts.force (then
+-- it is drained first, if others can take over); the routing without it
+-- (route first, then the DestinationRule subset or its Service); then helm
+-- uninstall; its TRAFFIC.yaml entry goes. Returns {name, release}.
+function K8s:remove_version(version, opts)
+  opts = opts or {}
+  local release = self:release_name(version)
+  return self:locked(function()
+    local obs = self:observe()
+    if not obs.releases[version] then
+      errors.refuse(string.format("%s has no version %s (deployed: %s)", self.name, version, deployed_list(obs)))
+    end
+    local weight = obs.weights[version] or 0
+    if weight > 0 then
+      if not opts.force then
+        errors.refuse(string.format("%s still has weight %d: set it to 0 first (or force)", version, weight))
+      end
+      local rest = {}
+      for v, x in pairs(obs.weights) do if v ~= version and obs.releases[v] then rest[v] = x end end
+      rest[version] = 0
+      self:set_weights(rest)
+      obs = self:observe()
+    end
+    local remaining = {}
+    for _, v in ipairs(obs.versions) do if v ~= version then remaining[#remaining + 1] = v end end
+    if #remaining > 0 then
+      local w = {}
+      for _, v in ipairs(remaining) do w[v] = obs.weights[v] or 0 end
+      -- the route stops naming the version before its subset/Service goes
+      self:apply(self:render_route(remaining, w))
+      if self.route_kind == "HTTPRoute" then
+        self:delete("Service", istio.version_service_name(self.cfg, version))
+      else
+        self:apply(istio.destination_rule(self.cfg, remaining))
+      end
+    else
+      self:delete_routing()
+    end
+    local helm = binding("helm")
+    local ok, err, code = helm.uninstall { release = release, namespace = self.namespace,
+                                           kube_context = self.kc.context }
+    if not ok and code ~= "notfound" then helm_fail("uninstall " .. release, err, code) end
+    local list = self:traffic()
+    local kept = {}
+    for _, e in ipairs(list) do if e.name ~= version then kept[#kept + 1] = e end end
+    if #kept ~= #list then traffic.save(self.cfg.traffic_file, kept) end
+    return { name = version, release = release }
+  end)
+end
+
+-- Deletes every routing object rollout owns for the service (routes first).
+function K8s:delete_routing()
+  local deleted = {}
+  for _, o in ipairs(self:owned()) do
+    if self:delete(o.kind, o.name) then deleted[#deleted + 1] = o.kind .. "/" .. o.name end
+  end
+  return deleted
+end
+
+--- Removes the whole service: its routes (traffic stops first), every
+-- release, the Services; then waits until no release, owned object,
+-- Deployment or pod is left (raises naming what is). TRAFFIC.yaml, the
+-- desired state, is left as it is. Returns {versions = {{name, release}},
+-- objects = {"Kind/name", ...}}.
+function K8s:remove()
+  local result = self:locked(function()
+    local releases = self:releases()
+    local sel = istio.selector(self.cfg)
+    local objects = {}
+    -- routes and DestinationRule first: no traffic to versions going away
+    for _, kind in ipairs { "VirtualService", "HTTPRoute", "DestinationRule" } do
+      for _, o in ipairs(self:list(kind, sel)) do
+        local name = tbl(o.metadata).name
+        if self:delete(kind, name) then objects[#objects + 1] = kind .. "/" .. name end
+      end
+    end
+    local helm = binding("helm")
+    local removed = {}
+    for _, v in ipairs(sorted_keys(releases)) do
+      local r = releases[v]
+      local ok, err, code = helm.uninstall { release = r.release, namespace = self.namespace,
+                                             kube_context = self.kc.context }
+      if not ok and code ~= "notfound" then helm_fail("uninstall " .. r.release, err, code) end
+      removed[#removed + 1] = { name = v, release = r.release }
+    end
+    for _, o in ipairs(self:list("Service", sel)) do
+      local name = tbl(o.metadata).name
+      if self:delete("Service", name) then objects[#objects + 1] = "Service/" .. name end
+    end
+    -- the controllers take the pods away: wait for it, then verify
+    local deadline = time.now() + math.min(self.kc.wait_timeout or 300, 120)
+    local left = self:leftovers()
+    while #left > 0 and time.now() < deadline do
+      time.sleep(0.1)
+      left = self:leftovers()
+    end
+    if #left > 0 then errors.fail("removing " .. self.name .. " left behind: " .. table.concat(left, ", ")) end
+    return { versions = removed, objects = objects }
+  end)
+  -- the lock file last, once it is released (the directory only if empty:
+  -- the local target keeps its state there)
+  if fs.exists(self.lock_file) then fs.remove(self.lock_file) end
+  if fs.exists(self.dir) then pcall(fs.remove, self.dir) end
+  return result
+end
+
+return M
