@@ -661,14 +661,23 @@ int rollout_repl(lua_State *L, const char *progname)
     r = repl_new(L, progname);
     slot = lua_gettop(L);
 
-    /* the one global the REPL adds */
-    if (require_module(r, "rollout"))
-        lua_setglobal(L, "rollout");
+    /* the globals the REPL adds: rollout.repl's setup(_G) decides */
     if (require_module(r, "rollout.repl")) {
-        if (lua_istable(L, -1))
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "setup");
+            if (lua_isfunction(L, -1)) {
+                int status;
+                lua_pushglobaltable(L);
+                status = rollout_docall(L, 1, 0);
+                if (status != LUA_OK)
+                    rollout_report(L, status, r->progname);
+            } else {
+                lua_pop(L, 1);
+            }
             r->module_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        else
+        } else {
             lua_pop(L, 1);
+        }
     }
 
     if (isatty(STDIN_FILENO))

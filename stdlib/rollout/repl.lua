@@ -423,4 +423,14 @@ function M.tab(line, width, env)
   return nil, columns(list, tonumber(width) or 80)
 end
 
+--- The globals the REPL adds to `env`: `rollout` (the facade), and with
+-- --target kubernetes (or ROLLOUT_TARGET) the live-cluster helpers: `k8s`,
+-- `helm`, `svc(name)`, `pods(selector)`, `releases()`, `routes(service)`.
+function M.setup(env)
+  env.rollout = require "rollout"
+  if require("rollout.sys").target() == "kubernetes" then
+    require("rollout.repl_k8s")(env)
+  end
+end
+
 return M

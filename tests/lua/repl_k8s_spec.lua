@@ -184,4 +184,16 @@ describe("the REPL's Kubernetes helpers", function()
     assert.equal("kubernetes", s.target_name)
     assert.equal("microservice-1", s.name)
   end)
+
+  it("the REPL adds the helpers with --target kubernetes, and not without", function()
+    local proc = require "rollout.proc"
+    local bin = os.getenv("ROLLOUT_BIN") or "./rollout"
+    local probe = "print(type(rollout), type(k8s), type(helm), type(svc), type(pods), type(releases), type(routes))\n"
+    local k = assert(proc.run { argv = { bin, "--target", "kubernetes", "-i" }, stdin = probe, timeout = 20,
+                                env = { ROLLOUT_HISTORY = "" } })
+    assert.matches("table\ttable\ttable\tfunction\tfunction\tfunction\tfunction", k.stdout)
+    local l = assert(proc.run { argv = { bin, "-i" }, stdin = probe, timeout = 20,
+                                env = { ROLLOUT_HISTORY = "", ROLLOUT_TARGET = false } })
+    assert.matches("table\tnil\tnil\tnil\tnil\tnil\tnil", l.stdout)
+  end)
 end)
