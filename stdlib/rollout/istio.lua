@@ -305,6 +305,13 @@ function istio.virtual_service(cfg, weights, opts)
       route = array { { destination = { host = cfg.name, subset = e.name, port = { number = p } } } },
     }
   end
+  -- the header naming a version that is not deployed: 503, never the
+  -- weighted route (a request for vN is served by vN or fails)
+  http[#http + 1] = {
+    name = "unknown-version",
+    match = array { { headers = { [hdr] = { regex = ".+" } } } },
+    directResponse = { status = 503, body = { string = '{"error":"no such version"}' } },
+  }
   local default = {}
   for i, e in ipairs(list) do
     default[i] = { destination = { host = cfg.name, subset = e.name, port = { number = p } }, weight = w[i] }

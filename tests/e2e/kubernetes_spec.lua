@@ -390,10 +390,13 @@ describe("the kubernetes target against the fake cluster", function()
     assert.equal("versions:\n- name: v2\n  weight: 50\n", read(project.traffic))
     -- the route has no header route for v1 left; the gateway serves v2
     local _, vs = vs_weights(srv)
-    assert.equal(2, #vs.spec.http)
+    assert.equal(3, #vs.spec.http) -- v2's header route, unknown versions, the weighted route
     assert.equal("v2", vs.spec.http[1].match[1].headers["x-version"].exact)
     local res = assert(http.request { url = srv.url, timeout = 5 })
     assert.equal("v2", json.decode(res.body).version)
+    -- a request for the removed version is refused, not served by v2
+    res = assert(http.request { url = srv.url, timeout = 5, headers = { ["x-version"] = "v1" } })
+    assert.equal(503, res.status)
     -- unknown version: refused
     r = rollout(env, { script("ops.lua"), "delete_version", SERVICE, "v7" })
     assert.equal(2, r.status, r.output)

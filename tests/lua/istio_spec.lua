@@ -77,7 +77,7 @@ describe("rollout.istio rendering", function()
     assert.same({ "microservice-1" }, vs.spec.hosts)
     assert.is_nil(vs.spec.gateways)
     local http = vs.spec.http
-    assert.equal(4, #http)
+    assert.equal(5, #http)
     for i, v in ipairs { "v1", "v2", "v3" } do
       assert.equal("version-" .. v, http[i].name)
       assert.same({ { headers = { ["x-version"] = { exact = v } } } }, http[i].match)
@@ -85,7 +85,12 @@ describe("rollout.istio rendering", function()
         http[i].route)
       assert.is_nil(http[i].route[1].weight)
     end
-    local last = http[4]
+    -- a header naming no deployed version gets 503, never the weighted route
+    assert.equal("unknown-version", http[4].name)
+    assert.same({ { headers = { ["x-version"] = { regex = ".+" } } } }, http[4].match)
+    assert.equal(503, http[4].directResponse.status)
+    assert.is_nil(http[4].route)
+    local last = http[5]
     assert.equal("default", last.name)
     assert.is_nil(last.match)
     assert.equal(3, #last.route)
@@ -100,7 +105,7 @@ describe("rollout.istio rendering", function()
                                               { name = "v2", weight = 50 } })
     assert.same({ 50, 50, 50 }, default_weights(vs))
     assert.equal("v3", vs.spec.http[1].match[1].headers["x-version"].exact)
-    assert.equal("v3", vs.spec.http[4].route[1].destination.subset)
+    assert.equal("v3", vs.spec.http[#vs.spec.http].route[1].destination.subset)
   end)
 
   it("normalizes to integers summing to exactly 100 when asked", function()
@@ -149,7 +154,7 @@ describe("rollout.istio rendering", function()
     assert.same({ "shop.example.com" }, vs.spec.hosts)
     assert.same({ "istio-system/main" }, vs.spec.gateways)
     -- the destination stays the Service
-    assert.equal("microservice-1", vs.spec.http[2].route[1].destination.host)
+    assert.equal("microservice-1", vs.spec.http[#vs.spec.http].route[1].destination.host)
   end)
 
   it("renders an HTTPRoute: header rules first to per-version Services, weighted rule last", function()
@@ -263,7 +268,7 @@ describe("rollout.istio rendering", function()
     local c = config.load("microservice-1")
     local vs = istio.virtual_service(c, { v1 = 50, v2 = 50 })
     assert.equal(c.kubernetes.namespace, vs.metadata.namespace)
-    assert.equal(c.port, vs.spec.http[3].route[1].destination.port.number)
+    assert.equal(c.port, vs.spec.http[#vs.spec.http].route[1].destination.port.number)
   end)
 end)
 
@@ -382,12 +387,12 @@ describe("rendered routing objects against the CRD schemas", function()
 
   it("catches a weight that is a string", function()
     local vs = istio.virtual_service(cfg(), { v1 = 50, v2 = 50 })
-    vs.spec.http[3].route[1].weight = "50"
+    vs.spec.http[4].route[1].weight = "50"
     local r = istio.http_route(cfg(), { v1 = 50, v2 = 50 })
     r.spec.rules[3].backendRefs[2].weight = "50"
     local res = validate("VirtualService", "networking.istio.io/v1", { { name = "vs", value = vs } })
     assert.is_false(res[1].valid)
-    assert.is_true(has_error(res[1], ".spec.http[2].route[0].weight", "is not of type 'integer'"))
+    assert.is_true(has_error(res[1], ".spec.http[3].route[0].weight", "is not of type 'integer'"))
     res = validate("HTTPRoute", "gateway.networking.k8s.io/v1", { { name = "route", value = r } })
     assert.is_false(res[1].valid)
     assert.is_true(has_error(res[1], ".spec.rules[2].backendRefs[1].weight", "is not of type 'integer'"))
@@ -395,10 +400,10 @@ describe("rendered routing objects against the CRD schemas", function()
 
   it("catches an unknown field under a strict object, and allows it when not strict", function()
     local vs = istio.virtual_service(cfg(), { v1 = 1 })
-    vs.spec.http[2].route[1].destination.subsett = "v1"
+    vs.spec.http[3].route[1].destination.subsett = "v1"
     local res = validate("VirtualService", "networking.istio.io/v1", { { name = "vs", value = vs } })
     assert.is_false(res[1].valid)
-    assert.is_true(has_error(res[1], ".spec.http[1].route[0].destination", "subsett"))
+    assert.is_true(has_error(res[1], ".spec.http[2].route[0].destination", "subsett"))
     -- pruning semantics (fieldValidation other than Strict): accepted
     res = validate("VirtualService", "networking.istio.io/v1", { { name = "vs", value = vs } }, false)
     assert.is_true(res[1].valid)
@@ -411,7 +416,7 @@ describe("rendered routing objects against the CRD schemas", function()
     local dr = istio.destination_rule(cfg(), { "v1" })
     dr.spec.subsets[1].labels = "version=v1"            -- a map, not a string
     local vs = istio.virtual_service(cfg(), { v1 = 1 })
-    vs.spec.http[2].route[1].weight = 2 ^ 31            -- int32 (a float here: not an integer either)
+    vs.spec.http[3].route[1].weight = 2 ^ 31            -- int32 (a float here: not an integer either)
     vs.spec.http[1].route[1].destination.port.number = 4294967296
     local rr = validate("HTTPRoute", "gateway.networking.k8s.io/v1", { { name = "route", value = r } })
     assert.is_true(has_error(rr[1], ".spec.rules[1].backendRefs[0].weight", "less than the minimum"))
@@ -420,7 +425,7 @@ describe("rendered routing objects against the CRD schemas", function()
     assert.is_true(has_error(rd[1], ".spec.subsets[0].labels", "is not of type 'object'"))
     local rv = validate("VirtualService", "networking.istio.io/v1", { { name = "vs", value = vs } })
     assert.is_false(rv[1].valid)
-    assert.is_true(has_error(rv[1], ".spec.http[1].route[0].weight"))
+    assert.is_true(has_error(rv[1], ".spec.http[2].route[0].weight"))
   end)
 
   it("catches an HTTPRoute with more than 16 rules", function()
