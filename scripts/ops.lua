@@ -65,12 +65,12 @@ local commands = {}
 function commands.start()
   ui.print(string.format("Deploying %s %s on the %s target...", name, version, svc.target_name))
   local info = svc:deploy(version, { restart = opts.restart })
+  local where = info.release and ("release " .. info.release)
+    or string.format("pid %s, port %s", tostring(info.pid or "-"), tostring(info.port or "-"))
   if info.started then
-    ui.ok(string.format("%s running (pid %s, port %s), weight 0 until traffic is given to it",
-      version, tostring(info.pid or "-"), tostring(info.port or "-")))
+    ui.ok(string.format("%s running (%s), weight 0 until traffic is given to it", version, where))
   else
-    ui.ok(string.format("%s was already running (pid %s, port %s)", version, tostring(info.pid or "-"),
-      tostring(info.port or "-")))
+    ui.ok(string.format("%s was already running (%s)", version, where))
   end
 end
 
@@ -97,7 +97,8 @@ function commands.list()
       ui.print(line)
     end
   end
-  ui.print("  endpoint: " .. (endpoint or "(none: nothing deployed)"))
+  ui.print("  endpoint: " .. (endpoint or (svc.target_name == "local" and "(none: nothing deployed)"
+    or "(none configured: set kubernetes.endpoint in service.yaml or GATEWAY_ENDPOINT)")))
 end
 
 function commands.update_traffic()

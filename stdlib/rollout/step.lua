@@ -51,8 +51,14 @@ end
 function Step:deploy(version)
   ui.print(string.format("Deploying %s %s...", self.service.name, version))
   local info = self.service:deploy(version)
-  ui.ok(string.format("%s %s (pid %s, port %s)", version, info.started and "running" or "already running",
-    tostring(info.pid or "-"), tostring(info.port or "-")))
+  local where
+  if info.release then
+    where = string.format("release %s%s", info.release,
+      info.replicas and string.format(", %s/%s ready", tostring(info.ready or 0), tostring(info.replicas)) or "")
+  else
+    where = string.format("pid %s, port %s", tostring(info.pid or "-"), tostring(info.port or "-"))
+  end
+  ui.ok(string.format("%s %s (%s)", version, info.started and "running" or "already running", where))
   return info
 end
 
