@@ -80,7 +80,7 @@ static int fs_read(lua_State *L)
     luaL_Buffer b;
     g->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (g->fd < 0)
-        return px_fail_errno(L, errno, "%s", path);
+        return rollout_fail_errno(L, errno, "%s", path);
     luaL_buffinit(L, &b);
     for (;;) {
         char *p = luaL_prepbuffer(&b);
@@ -96,7 +96,7 @@ static int fs_read(lua_State *L)
         {
             int err = errno;
             guard_close(g);
-            return px_fail_errno(L, err, "%s", path);
+            return rollout_fail_errno(L, err, "%s", path);
         }
     }
     guard_close(g);
@@ -205,7 +205,7 @@ static int fs_write_atomic(lua_State *L)
     }
     err = rollout_fs_write_atomic(path, data, len, (unsigned)mode, do_fsync);
     if (err != 0)
-        return px_fail_errno(L, err, "%s", path);
+        return rollout_fail_errno(L, err, "%s", path);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -228,7 +228,7 @@ static int fs_stat(lua_State *L)
     struct stat st;
     const char *type = "other";
     if (lstat(path, &st) != 0)
-        return px_fail_errno(L, errno, "%s", path);
+        return rollout_fail_errno(L, errno, "%s", path);
     if (S_ISREG(st.st_mode))
         type = "file";
     else if (S_ISDIR(st.st_mode))
@@ -263,7 +263,7 @@ static int fs_list(lua_State *L)
     int t;
     g->dir = opendir(path);
     if (g->dir == NULL)
-        return px_fail_errno(L, errno, "%s", path);
+        return rollout_fail_errno(L, errno, "%s", path);
     lua_newtable(L); /* unsorted, anchors the names */
     t = lua_gettop(L);
     for (;;) {
@@ -279,7 +279,7 @@ static int fs_list(lua_State *L)
     if (errno != 0) {
         int err = errno;
         guard_close(g);
-        return px_fail_errno(L, err, "%s", path);
+        return rollout_fail_errno(L, err, "%s", path);
     }
     guard_close(g);
     names = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
@@ -303,7 +303,7 @@ static int fs_realpath(lua_State *L)
     const char *path = check_path(L, 1);
     char out[PATH_MAX];
     if (realpath(path, out) == NULL)
-        return px_fail_errno(L, errno, "%s", path);
+        return rollout_fail_errno(L, errno, "%s", path);
     lua_pushstring(L, out);
     return 1;
 }
@@ -320,9 +320,9 @@ static int fs_mkdir_p(lua_State *L)
     struct stat st;
     luaL_argcheck(L, mode >= 0 && mode <= 07777, 2, "mode must be between 0 and 07777");
     if (len == 0)
-        return px_fail_errno(L, ENOENT, "%s", path);
+        return rollout_fail_errno(L, ENOENT, "%s", path);
     if (len >= sizeof buf)
-        return px_fail_errno(L, ENAMETOOLONG, "%s", path);
+        return rollout_fail_errno(L, ENAMETOOLONG, "%s", path);
     memcpy(buf, path, len + 1);
     for (size_t i = 1; i <= len; i++) {
         if (buf[i] != '/' && buf[i] != '\0')
@@ -333,11 +333,11 @@ static int fs_mkdir_p(lua_State *L)
         if (mkdir(buf, (mode_t)mode) != 0) {
             int err = errno;
             if (err != EEXIST)
-                return px_fail_errno(L, err, "%s", buf);
+                return rollout_fail_errno(L, err, "%s", buf);
             if (stat(buf, &st) != 0)
-                return px_fail_errno(L, errno, "%s", buf);
+                return rollout_fail_errno(L, errno, "%s", buf);
             if (!S_ISDIR(st.st_mode))
-                return px_fail_errno(L, i == len ? EEXIST : ENOTDIR, "%s", buf);
+                return rollout_fail_errno(L, i == len ? EEXIST : ENOTDIR, "%s", buf);
         }
         if (i < len)
             buf[i] = '/';
@@ -352,9 +352,9 @@ static int fs_remove(lua_State *L)
     const char *path = check_path(L, 1);
     struct stat st;
     if (lstat(path, &st) != 0)
-        return px_fail_errno(L, errno, "%s", path);
+        return rollout_fail_errno(L, errno, "%s", path);
     if ((S_ISDIR(st.st_mode) ? rmdir(path) : unlink(path)) != 0)
-        return px_fail_errno(L, errno, "%s", path);
+        return rollout_fail_errno(L, errno, "%s", path);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -455,7 +455,7 @@ static int fs_remove_tree(lua_State *L)
     te->err = 0;
     snprintf(te->path, sizeof te->path, "%s", path);
     if (remove_at(AT_FDCWD, path, 0, te) != 0)
-        return px_fail_errno(L, te->err, "%s", te->where);
+        return rollout_fail_errno(L, te->err, "%s", te->where);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -475,9 +475,9 @@ static int fs_mkdtemp(lua_State *L)
     else
         n = snprintf(tmpl, sizeof tmpl, "%s/%sXXXXXX", tmpdir, prefix);
     if (n < 0 || n >= (int)sizeof tmpl)
-        return px_fail_errno(L, ENAMETOOLONG, "%s", prefix);
+        return rollout_fail_errno(L, ENAMETOOLONG, "%s", prefix);
     if (mkdtemp(tmpl) == NULL)
-        return px_fail_errno(L, errno, "%s", tmpl);
+        return rollout_fail_errno(L, errno, "%s", tmpl);
     lua_pushstring(L, tmpl);
     return 1;
 }
@@ -691,7 +691,7 @@ static int fs_lock_open(lua_State *L)
 
     lk->fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (lk->fd < 0)
-        return px_fail_errno(L, errno, "%s", path);
+        return rollout_fail_errno(L, errno, "%s", path);
     if (timeout >= 0)
         deadline = rollout_now() + timeout;
     for (;;) {
@@ -702,7 +702,7 @@ static int fs_lock_open(lua_State *L)
         if (errno != EWOULDBLOCK && errno != EINTR) {
             int err = errno;
             lock_close(lk);
-            return px_fail_errno(L, err, "%s", path);
+            return rollout_fail_errno(L, err, "%s", path);
         }
         if (!wait) {
             lua_pushnil(L);

@@ -717,7 +717,7 @@ static int h_install(lua_State *L)
         int err;
         tmp = htmp_new(L);
         if ((err = htmp_write(tmp, values, vlen)) != 0)
-            return px_fail_errno(L, err, "helm.install: cannot write the values file in %s",
+            return rollout_fail_errno(L, err, "helm.install: cannot write the values file in %s",
                                  getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
         argf(L, &h, "--values=%s", tmp->file);
     }

@@ -288,6 +288,21 @@ const char *rollout_errno_name(int err)
     case ENAMETOOLONG: return "ENAMETOOLONG";
     case EROFS: return "EROFS";
     case EMFILE: return "EMFILE";
+    case ENOTEMPTY: return "ENOTEMPTY";
+    case ELOOP: return "ELOOP";
+    case EXDEV: return "EXDEV";
+    case EBUSY: return "EBUSY";
+    case ENOEXEC: return "ENOEXEC";
+    case ETXTBSY: return "ETXTBSY";
+    case E2BIG: return "E2BIG";
+    case ENOMEM: return "ENOMEM";
+    case EFBIG: return "EFBIG";
+    case EBADF: return "EBADF";
+    case EMLINK: return "EMLINK";
+    case EDQUOT: return "EDQUOT";
+    case ENXIO: return "ENXIO";
+    case ENODEV: return "ENODEV";
+    case EOVERFLOW: return "EOVERFLOW";
     default: return "EIO";
     }
 }

@@ -104,8 +104,8 @@ static int fail_kill(lua_State *L, int err, pid_t pid, int sig)
 {
     const char *name = signal_name(sig);
     if (name != NULL && sig != 0)
-        return px_fail_errno(L, err, "cannot send SIG%s to process %d", name, (int)pid);
-    return px_fail_errno(L, err, "cannot signal process %d", (int)pid);
+        return rollout_fail_errno(L, err, "cannot send SIG%s to process %d", name, (int)pid);
+    return rollout_fail_errno(L, err, "cannot signal process %d", (int)pid);
 }
 
 /* proc.kill(pid, sig) -> true | nil, msg, code ("ESRCH" when gone) */

@@ -18,42 +18,6 @@
 
 #define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
 
-const char *px_errno_name(int err)
-{
-    switch (err) {
-    case ENOTEMPTY: return "ENOTEMPTY";
-    case ELOOP: return "ELOOP";
-    case EXDEV: return "EXDEV";
-    case EBUSY: return "EBUSY";
-    case ENOEXEC: return "ENOEXEC";
-    case ETXTBSY: return "ETXTBSY";
-    case E2BIG: return "E2BIG";
-    case ENOMEM: return "ENOMEM";
-    case EFBIG: return "EFBIG";
-    case EBADF: return "EBADF";
-    case EMLINK: return "EMLINK";
-    case EDQUOT: return "EDQUOT";
-    case ENXIO: return "ENXIO";
-    case ENODEV: return "ENODEV";
-    case EOVERFLOW: return "EOVERFLOW";
-    case EIO: return "EIO";
-    default: return rollout_errno_name(err);
-    }
-}
-
-int px_fail_errno(lua_State *L, int err, const char *fmt, ...)
-{
-    va_list ap;
-    lua_pushnil(L);
-    va_start(ap, fmt);
-    lua_pushvfstring(L, fmt, ap);
-    va_end(ap);
-    lua_pushfstring(L, ": %s", strerror(err));
-    lua_concat(L, 2);
-    lua_pushstring(L, px_errno_name(err));
-    return 3;
-}
-
 static int is_exec_file(const char *path, int *err)
 {
     struct stat st;
@@ -260,7 +224,7 @@ int px_read_spec(lua_State *L, int idx, px_spec *spec)
         if (err == 0)
             return 0;
     }
-    return px_fail_errno(L, err, "cannot run '%s'", spec->argv[0]);
+    return rollout_fail_errno(L, err, "cannot run '%s'", spec->argv[0]);
 }
 
 void px_describe(const px_spec *spec, char *out, size_t outlen)
@@ -282,14 +246,14 @@ int px_fail_exec(lua_State *L, const px_spec *spec, const px_msg *msg)
 {
     switch (msg->kind) {
     case PX_MSG_CHDIR:
-        return px_fail_errno(L, msg->value, "cannot run '%s': cannot change directory to '%s'",
+        return rollout_fail_errno(L, msg->value, "cannot run '%s': cannot change directory to '%s'",
                              spec->argv[0], spec->cwd ? spec->cwd : "?");
     case PX_MSG_SETUP:
-        return px_fail_errno(L, msg->value, "cannot run '%s': cannot set up the child", spec->argv[0]);
+        return rollout_fail_errno(L, msg->value, "cannot run '%s': cannot set up the child", spec->argv[0]);
     case PX_MSG_FORK:
-        return px_fail_errno(L, msg->value, "cannot run '%s': fork", spec->argv[0]);
+        return rollout_fail_errno(L, msg->value, "cannot run '%s': fork", spec->argv[0]);
     default:
-        return px_fail_errno(L, msg->value, "cannot run '%s'", spec->argv[0]);
+        return rollout_fail_errno(L, msg->value, "cannot run '%s'", spec->argv[0]);
     }
 }
 

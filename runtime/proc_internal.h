@@ -61,15 +61,7 @@ int px_fd_above2(int fd);
 /* Sleeps `secs` (at most a short step), returning early on EINTR. */
 void px_nap(double secs);
 
-/* errno -> "ENOENT"...: rollout_errno_name plus the codes files and
- * processes need (ENOTEMPTY, ELOOP, EFBIG, ENOEXEC...). */
-const char *px_errno_name(int err);
-/* nil, "<formatted>: strerror(err)", px_errno_name(err); returns 3. */
-int px_fail_errno(lua_State *L, int err, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+/* errno names and rollout_fail_errno: include/rollout/host.h */
 
 /* The bindings with a file of their own (proc_run.c, proc_spawn.c). */
 int px_run(lua_State *L);

@@ -445,7 +445,7 @@ int px_run(lua_State *L)
         return r;
     if ((err = open_fds(st, out_mode, err_mode)) != 0) {
         run_release(st);
-        return px_fail_errno(L, err, "cannot run '%s'", spec.argv[0]);
+        return rollout_fail_errno(L, err, "cannot run '%s'", spec.argv[0]);
     }
 
     px_block_signals(&old);
@@ -457,7 +457,7 @@ int px_run(lua_State *L)
         err = errno;
         px_restore_signals(&old);
         run_release(st);
-        return px_fail_errno(L, err, "cannot run '%s': fork", spec.argv[0]);
+        return rollout_fail_errno(L, err, "cannot run '%s': fork", spec.argv[0]);
     }
     setpgid(pid, pid); /* also here, so the group exists before we signal it */
     st->pid = pid;

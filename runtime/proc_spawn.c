@@ -139,17 +139,17 @@ int px_spawn(lua_State *L)
 
     st->null_fd = px_fd_above2(open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (st->null_fd < 0)
-        return px_fail_errno(L, errno, "cannot open /dev/null");
+        return rollout_fail_errno(L, errno, "cannot open /dev/null");
     st->log_fd = px_fd_above2(open(log ? log : "/dev/null", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
     if (st->log_fd < 0) {
         err = errno;
         spawn_release(st);
-        return px_fail_errno(L, err, "cannot open the log '%s'", log ? log : "/dev/null");
+        return rollout_fail_errno(L, err, "cannot open the log '%s'", log ? log : "/dev/null");
     }
     if (pipe2(p, O_CLOEXEC) != 0 || (p[0] = px_fd_above2(p[0])) < 0 || (p[1] = px_fd_above2(p[1])) < 0) {
         err = errno;
         spawn_release(st);
-        return px_fail_errno(L, err, "cannot run '%s': pipe", spec.argv[0]);
+        return rollout_fail_errno(L, err, "cannot run '%s': pipe", spec.argv[0]);
     }
     st->report_r = p[0];
     st->report_w = p[1];
@@ -162,7 +162,7 @@ int px_spawn(lua_State *L)
     px_restore_signals(&old);
     if (mid < 0) {
         spawn_release(st);
-        return px_fail_errno(L, err, "cannot run '%s': fork", spec.argv[0]);
+        return rollout_fail_errno(L, err, "cannot run '%s': fork", spec.argv[0]);
     }
     close_fd(&st->report_w);
     close_fd(&st->null_fd);
@@ -192,7 +192,7 @@ int px_spawn(lua_State *L)
         err = rollout_fs_write_atomic(pidfile, buf, (size_t)n, 0644, 1);
         if (err != 0) {
             kill(pid, SIGKILL); /* nobody could find it to stop it */
-            return px_fail_errno(L, err, "cannot write the pidfile '%s'", pidfile);
+            return rollout_fail_errno(L, err, "cannot write the pidfile '%s'", pidfile);
         }
     }
     lua_pushinteger(L, (lua_Integer)pid);

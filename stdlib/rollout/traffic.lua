@@ -80,6 +80,50 @@ function traffic.save(path, list)
   return true
 end
 
+--- The TRAFFIC.yaml list after a weight change: the file's versions in the
+-- file's order (those still named or deployed), then newly named versions in
+-- the order given, then deployed versions named nowhere, at weight 0.
+-- `deployed(name)` says whether a version is deployed; `deployed_names` is
+-- the sorted list of them.
+function traffic.merge(old_list, list, deployed, deployed_names)
+  local new_list, seen, wanted = {}, {}, {}
+  for _, e in ipairs(list) do wanted[e.name] = e.weight end
+  for _, e in ipairs(old_list) do
+    if wanted[e.name] ~= nil or deployed(e.name) then
+      new_list[#new_list + 1] = { name = e.name, weight = wanted[e.name] or 0 }
+      seen[e.name] = true
+    end
+  end
+  for _, e in ipairs(list) do
+    if not seen[e.name] then
+      new_list[#new_list + 1] = { name = e.name, weight = e.weight }
+      seen[e.name] = true
+    end
+  end
+  for _, v in ipairs(deployed_names) do
+    if not seen[v] then new_list[#new_list + 1] = { name = v, weight = 0 } end
+  end
+  return new_list
+end
+
+--- Writes `new_list` to `path` (unless write is false) and runs apply();
+-- when apply fails, puts the file's previous bytes (`old_text`, nil: no
+-- file) back and re-raises apply's error. The whole runs with ^C deferred,
+-- so a change ends whole: file and gateway agree.
+function traffic.transaction(path, new_list, old_text, write, apply)
+  return require("rollout.sys").critical(function()
+    if write ~= false then traffic.save(path, new_list) end
+    local res = table.pack(xpcall(apply, errors.traceback))
+    if not res[1] then
+      if write ~= false then
+        if old_text then fs.write_atomic(path, old_text) else fs.remove(path) end
+      end
+      error(res[2], 0)
+    end
+    return table.unpack(res, 2, res.n)
+  end)
+end
+
 --- {name = weight} from a list.
 function traffic.to_map(list)
   local m = {}

@@ -622,39 +622,21 @@ function K8s:set_weights(w, opts)
     local previous = {}
     for v, x in pairs(obs.weights) do previous[v] = x end
     local old_list, old_text = self:traffic()
-    -- the new TRAFFIC.yaml: the file's order, then new names in order
-    local new_list, seen, wanted = {}, {}, {}
-    for _, e in ipairs(list) do wanted[e.name] = e.weight end
-    for _, e in ipairs(old_list) do
-      if wanted[e.name] ~= nil or obs.releases[e.name] then
-        new_list[#new_list + 1] = { name = e.name, weight = wanted[e.name] or 0 }
-        seen[e.name] = true
-      end
-    end
-    for _, e in ipairs(list) do
-      if not seen[e.name] then new_list[#new_list + 1] = { name = e.name, weight = e.weight }; seen[e.name] = true end
-    end
-    for _, v in ipairs(obs.versions) do
-      if not seen[v] then new_list[#new_list + 1] = { name = v, weight = 0 } end
-    end
+    local new_list = traffic.merge(old_list, list, function(v) return obs.releases[v] ~= nil end, obs.versions)
     local applied
-    sys.critical(function()
-      if opts.write ~= false then traffic.save(self.cfg.traffic_file, new_list) end
-      local ok, err = errors.pcall(function()
+    -- file and route change whole, even on ^C; a failure puts TRAFFIC.yaml back
+    local ok, err = errors.pcall(traffic.transaction, self.cfg.traffic_file, new_list, old_text, opts.write,
+      function()
         local _, got = self:apply_weights(obs, map)
         applied = got
       end)
-      if not ok then
-        if opts.write ~= false then
-          if old_text then fs.write_atomic(self.cfg.traffic_file, old_text) else fs.remove(self.cfg.traffic_file) end
-        end
-        if not errors.is(err) then error(err, 0) end -- a bug: keep its traceback
-        local msg = err.message
-        if opts.write ~= false then msg = msg .. "; TRAFFIC.yaml is unchanged" end
-        if err.kind == "refused" then errors.refuse(msg, { code = err.code }) end
-        errors.fail(msg, { code = err.code })
-      end
-    end)
+    if not ok then
+      if not errors.is(err) then error(err, 0) end -- a bug: keep its traceback
+      local msg = err.message
+      if opts.write ~= false then msg = msg .. "; TRAFFIC.yaml is unchanged" end
+      if err.kind == "refused" then errors.refuse(msg, { code = err.code }) end
+      errors.fail(msg, { code = err.code })
+    end
     return { previous = previous, weights = map, traffic = new_list, applied = applied }
   end)
 end

@@ -338,33 +338,11 @@ function Local:set_weights(w, opts)
     local map = self:check_weights(list, st, source)
     local previous = current_map(st)
     local old_list, old_text = self:traffic()
-    -- the new TRAFFIC.yaml: the file's order, then new names in order
-    local new_list, seen = {}, {}
-    local wanted = {}
-    for _, e in ipairs(list) do wanted[e.name] = e.weight end
-    for _, e in ipairs(old_list) do
-      if wanted[e.name] ~= nil or st.versions[e.name] then
-        new_list[#new_list + 1] = { name = e.name, weight = wanted[e.name] or 0 }
-        seen[e.name] = true
-      end
-    end
-    for _, e in ipairs(list) do
-      if not seen[e.name] then new_list[#new_list + 1] = { name = e.name, weight = e.weight }; seen[e.name] = true end
-    end
-    for _, v in ipairs(self:deployed_names(st)) do
-      if not seen[v] then new_list[#new_list + 1] = { name = v, weight = 0 } end
-    end
+    local new_list = traffic.merge(old_list, list, function(v) return st.versions[v] ~= nil end,
+      self:deployed_names(st))
     -- the change itself ends whole even on ^C: file, gateway and state
-    sys.critical(function()
-      if opts.write ~= false then traffic.save(self.cfg.traffic_file, new_list) end
-      local ok, err = pcall(self.apply, self, st, map, previous)
-      if not ok then
-        if opts.write ~= false then
-          if old_text then fs.write_atomic(self.cfg.traffic_file, old_text) else fs.remove(self.cfg.traffic_file) end
-        end
-        error(err, 0)
-      end
-    end)
+    traffic.transaction(self.cfg.traffic_file, new_list, old_text, opts.write,
+      function() self:apply(st, map, previous) end)
     return { previous = previous, weights = map, traffic = new_list }
   end)
 end
