@@ -245,6 +245,25 @@ static int client_close(lua_State *L)
     return 0;
 }
 
+int k8s_buf_append(k8s_buf *b, const char *data, size_t n, size_t initial)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : initial;
+        char *p;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        p = realloc(b->p, cap);
+        if (p == NULL)
+            return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
     k8s_client *c = ud;
@@ -254,20 +273,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
         c->too_large = 1;
         return 0;
     }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 16384;
-        char *p;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        p = realloc(b->p, cap);
-        if (p == NULL)
-            return 0;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    if (k8s_buf_append(b, data, n, 16384) != 0)
+        return 0;
     return n;
 }
 
@@ -282,20 +289,8 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
     }
     if (b->len + n > (1u << 20))
         return 0;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *p;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        p = realloc(b->p, cap);
-        if (p == NULL)
-            return 0;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, line, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    if (k8s_buf_append(b, line, n, 4096) != 0)
+        return 0;
     return n;
 }
 

@@ -45,6 +45,10 @@ typedef struct k8s_buf {
     size_t len, cap;
 } k8s_buf;
 
+/* Appends n bytes (keeping a terminating NUL), growing the buffer from
+ * `initial` bytes by doubling. Returns 0, or -1 when out of memory. */
+int k8s_buf_append(k8s_buf *b, const char *data, size_t n, size_t initial);
+
 typedef struct k8s_client {
     int closed;
     CURL *e;

@@ -70,20 +70,8 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *ud)
         w->too_large = 1;
         return 0;
     }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 16384;
-        char *p;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        p = realloc(b->p, cap);
-        if (p == NULL)
-            return 0;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    if (k8s_buf_append(b, data, n, 16384) != 0)
+        return 0;
     return n;
 }
 
