@@ -274,7 +274,10 @@ end)
 
 -- ------------------------------------------------------------------ schemas
 
-local schema_dir = fs.join(fixture.root, "../shared/schemas")
+-- ../shared/schemas beside the repository (as on the development machines
+-- and in CI), or ROLLOUT_SCHEMAS_DIR
+local schema_dir = os.getenv("ROLLOUT_SCHEMAS_DIR")
+if not schema_dir or schema_dir == "" then schema_dir = fs.join(fixture.root, "../shared/schemas") end
 local helper = fs.join(fixture.root, "tests/helpers/crd_validate.py")
 local crds = {
   VirtualService = "virtualservices.networking.istio.io.yaml",
