@@ -94,8 +94,12 @@ asan:
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  LDFLAGS="-fsanitize=address,undefined" test
 
+# run_all on the local target, on a copy of deployments/ (run_all rewrites
+# TRAFFIC.yaml) so the tree stays as it is.
 demo: all
-	./$(BIN) scripts/run_all.lua microservice-1
+	rm -rf $(BUILD)/demo && mkdir -p $(BUILD)/demo && cp -R deployments $(BUILD)/demo/
+	ROLLOUT_DEPLOYMENTS=$(abspath $(BUILD)/demo/deployments) ROLLOUT_STATE_DIR=$(abspath $(BUILD)/demo/state) \
+	  ./$(BIN) scripts/run_all.lua microservice-1
 
 bench: all
 	@for b in tests/bench/*; do [ -x "$$b" ] && { echo "== $$b"; ROLLOUT_BIN=$(abspath $(BIN)) "$$b"; }; done; true
