@@ -186,20 +186,18 @@ static int run_args(lua_State *L, cli *c)
 {
     int last = c->script ? c->script : c->argc;
     for (int i = 1; i < last; i++) {
-        char *a = c->argv[i];
+        char *a = c->argv[i], *extra;
+        if (strcmp(a, "--target") == 0) {
+            i++; /* its value is not an option */
+            continue;
+        }
         if (a[0] != '-' || (a[1] != 'e' && a[1] != 'l'))
             continue;
-        if (strcmp(a, "--target") == 0) {
-            i++;
-            continue;
-        }
-        if (a[1] == 'e' || a[1] == 'l') {
-            char *extra = a + 2;
-            if (*extra == '\0')
-                extra = c->argv[++i];
-            if (a[1] == 'e' ? !dostring(L, c, extra, "=(command line)") : !dolibrary(L, c, extra))
-                return 0;
-        }
+        extra = a + 2;
+        if (*extra == '\0')
+            extra = c->argv[++i];
+        if (a[1] == 'e' ? !dostring(L, c, extra, "=(command line)") : !dolibrary(L, c, extra))
+            return 0;
     }
     return 1;
 }
