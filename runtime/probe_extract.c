@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 const char *const probe_kind_names[PROBE_NKINDS] = {
     "connect", "timeout", "http_4xx", "http_5xx", "parse", "other"};
@@ -89,4 +90,32 @@ int probe_extract_json(const probe_config *c, const char *body, size_t len, char
     }
     cJSON_Delete(root);
     return ok;
+}
+
+int probe_extract_header(const probe_config *c, const char *head, size_t len, char *out, size_t *outlen)
+{
+    size_t nlen = strlen(c->header_name);
+    const char *p = head, *end = head + len;
+    int got = 0;
+    /* the first line is the status line */
+    const char *nl = memchr(p, '\n', len);
+    p = nl != NULL ? nl + 1 : end;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol != NULL ? eol : end;
+        if ((size_t)(le - p) > nlen && p[nlen] == ':' && strncasecmp(p, c->header_name, nlen) == 0) {
+            const char *v = p + nlen + 1, *ve = le;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            if (probe_valid_version(v, (size_t)(ve - v))) {
+                memcpy(out, v, (size_t)(ve - v));
+                *outlen = (size_t)(ve - v);
+                got = 1;
+            }
+        }
+        p = eol != NULL ? eol + 1 : end;
+    }
+    return got;
 }

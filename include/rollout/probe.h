@@ -1,8 +1,27 @@
-/* The probe engine (runtime/probe_engine.c, Lua-free): many HTTP requests on
- * libcurl's multi interface, one reused easy handle per concurrency slot,
- * each request classified into exactly one bucket — a version or an error
- * kind — with per-status counts and latencies. runtime/probe.c is the Lua
- * binding (rollout.probe) on top of it. */
+/* The probe engine (Lua-free): many HTTP/1.1 requests on kept-alive
+ * connections, each request classified into exactly one bucket — a version
+ * or an error kind — with per-status counts and latencies. runtime/probe.c
+ * is the Lua binding (rollout.probe) on top of it.
+ *
+ * Design (why not plain libcurl transfers): on a 2-CPU machine shared with
+ * HAProxy and the backends, the client's CPU per request decides the
+ * throughput. A libcurl transfer costs ~10 us of user CPU per request (multi
+ * add/remove, header generation and parsing, many clock reads, mallocs)
+ * where wrk spends ~1 us. So libcurl does what it is good at — establishing
+ * connections (DNS, TCP, TLS with verification; CURLOPT_CONNECT_ONLY on the
+ * multi interface) — and the probe runs the HTTP/1.1 exchanges on those
+ * connections itself: prebuilt request bytes sent with curl_easy_send, the
+ * response read with curl_easy_recv and parsed incrementally by the strict
+ * parser below (runtime/probe_http.c), driven by the probe's own epoll loop
+ * (runtime/probe_conn.c).
+ *
+ *   runtime/probe.c         the Lua binding: options, callbacks, the result
+ *   runtime/probe_engine.c  probe_run: workers, threads, stop rules, tallying
+ *   runtime/probe_conn.c    one worker's connections: connect, send, receive
+ *   runtime/probe_http.c    request bytes and the HTTP/1.1 response parser
+ *   runtime/probe_extract.c version extraction (JSON field, header)
+ *   runtime/probe_tally.c   counts, latencies, samples, merging, percentiles
+ */
 #ifndef ROLLOUT_PROBE_H
 #define ROLLOUT_PROBE_H
 
@@ -26,7 +45,7 @@ enum probe_kind {
     PROBE_HTTP_4XX,    /* a 4xx response (whatever its body) */
     PROBE_HTTP_5XX,    /* a 5xx response (whatever its body) */
     PROBE_PARSE,       /* a 2xx response without a version */
-    PROBE_OTHER,       /* anything else: 1xx/3xx, reset, TLS, ... */
+    PROBE_OTHER,       /* anything else: 1xx/3xx, reset, malformed, TLS, ... */
     PROBE_NKINDS
 };
 extern const char *const probe_kind_names[PROBE_NKINDS];
@@ -51,7 +70,7 @@ typedef struct probe_response {
     long status;
     const char *body;     /* not NUL-terminated */
     size_t body_len;
-    const char *headers;  /* the raw header lines of the last response */
+    const char *headers;  /* the status line and header lines of the response */
     size_t headers_len;
 } probe_response;
 
@@ -67,11 +86,11 @@ typedef struct probe_config {
     uint64_t n;              /* requests to send; 0 = no count limit */
     double duration;         /* seconds to keep sending; 0 = no limit */
     double deadline;         /* seconds: hard stop, in-flight aborted; 0 = none */
-    int concurrency;         /* slots (easy handles, connections) */
+    int concurrency;         /* slots (connections) */
     int threads;             /* workers, 1..PROBE_MAX_THREADS */
-    long timeout_ms;         /* per request */
+    long timeout_ms;         /* per request; 0 = none */
     long connect_timeout_ms;
-    struct curl_slist *headers;
+    struct curl_slist *headers; /* "Name: value" or "Name;" (empty value) */
     const char *method;      /* NULL or "GET" for GET */
     int keepalive;
     int record;              /* keep samples (single-threaded only) */
@@ -118,9 +137,95 @@ int probe_valid_version(const char *s, size_t len);
  * (*outlen bytes, room for PROBE_VERSION_MAX), else 0. */
 int probe_extract_json(const probe_config *cfg, const char *body, size_t len, char *out, size_t *outlen);
 
+/* The value of header cfg->header_name in a response head (status line and
+ * header lines, as received): 1 with the last valid version among its
+ * occurrences in out (*outlen bytes), else 0. Names match case-insensitively;
+ * values are trimmed of spaces and tabs. */
+int probe_extract_header(const probe_config *cfg, const char *head, size_t len, char *out, size_t *outlen);
+
 /* Parses "json:a.b", "header:name" into cfg (mode, json_path or
  * header_name). Returns 0, or -1 with a message in err. */
 int probe_parse_extract(probe_config *cfg, const char *spec, char *err, size_t errlen);
+
+/* ---- runtime/probe_http.c ---- */
+
+/* The bytes of the request cfg describes, sent unchanged on every
+ * connection, as libcurl would write them for CURLOPT_URL/HTTPHEADER/
+ * CUSTOMREQUEST: "METHOD /path?query HTTP/1.1", Host (without a default
+ * port), Authorization: Basic for userinfo in the URL, "Accept" (any type), then the
+ * extra headers ("Name: value"; "Name;" sends "Name:"; a blank value sends
+ * nothing), then the empty line. An extra header named Host, Accept or
+ * Authorization replaces (or, blank, removes) the built-in one. *tls is set
+ * for https. Returns 0 with a malloc'd *out, or -1 with a message in err
+ * (a URL curl cannot parse, out of memory). */
+int probe_http_request(const probe_config *cfg, char **out, size_t *outlen, int *tls, char *err,
+                       size_t errlen);
+
+#define PROBE_HEAD_MAX 65536       /* bytes of a response head */
+#define PROBE_CHUNK_LINE_MAX 4096  /* bytes of a chunk-size line, extensions included */
+#define PROBE_TRAILER_MAX 65536    /* bytes of the trailer section */
+
+enum probe_http_event {
+    PROBE_HTTP_MORE = 0,  /* need more bytes */
+    PROBE_HTTP_HEAD = 1,  /* the head of the (final) response is complete */
+    PROBE_HTTP_DONE = 2,  /* the response is complete */
+    PROBE_HTTP_BAD = -1,  /* not an HTTP/1.x response, malformed, or over a limit */
+    PROBE_HTTP_OVER = -2  /* the kept body would be over body_max */
+};
+
+enum probe_http_framing {
+    PROBE_BODY_NONE,     /* HEAD, 1xx, 204, 304 */
+    PROBE_BODY_LENGTH,   /* Content-Length */
+    PROBE_BODY_CHUNKED,  /* Transfer-Encoding: chunked */
+    PROBE_BODY_CLOSE     /* until the server closes the connection */
+};
+
+/* An incremental, strict HTTP/1.x response parser. Feed it the bytes of a
+ * connection; it reports the head once (interim 1xx responses other than
+ * 101 are skipped), then the end of the response, and keeps the body when
+ * asked to. Accepts CRLF or bare LF line ends and obs-folded lines (as a
+ * user agent must; a fold is not part of the value probe_extract_header
+ * reads); refuses folds of Content-Length or Transfer-Encoding, whitespace
+ * before a colon, control characters in values, conflicting
+ * Content-Lengths and a chunked coding that is not the last one. */
+typedef struct probe_http {
+    /* the head, valid from PROBE_HTTP_HEAD on */
+    int status;                /* 100..999 */
+    int minor;                 /* HTTP/1.minor */
+    size_t head_off, head_len; /* where the head lies in the bytes given to the call
+                                  that returned PROBE_HTTP_HEAD (blank line included) */
+    enum probe_http_framing framing;
+    uint64_t length;           /* Content-Length, when framing is LENGTH */
+    int close;                 /* the connection cannot carry another request */
+    /* the body: kept when keep is set (at PROBE_HTTP_HEAD) */
+    int keep;
+    size_t body_max;
+    char *body;
+    size_t body_len, body_cap;
+    /* private */
+    int state;
+    int head_request;
+    uint64_t left;
+    size_t scan, trailer;
+} probe_http;
+
+/* Prepares p for the next response (keeps the body buffer). head_request:
+ * the request was HEAD (the response has no body). */
+void probe_http_begin(probe_http *p, int head_request, size_t body_max);
+
+/* Consumes buf[0..len): *used bytes were taken (the caller drops them; the
+ * rest, a partial line, must be given again with more bytes after it).
+ * Returns PROBE_HTTP_MORE, PROBE_HTTP_HEAD (the head is at buf + head_off;
+ * call again with the rest), PROBE_HTTP_DONE (bytes after *used are not
+ * part of the response), PROBE_HTTP_BAD or PROBE_HTTP_OVER. After DONE,
+ * BAD or OVER only probe_http_begin is valid. */
+int probe_http_feed(probe_http *p, const char *buf, size_t len, size_t *used);
+
+/* The server closed the connection: PROBE_HTTP_DONE when the body ends at
+ * the close, else PROBE_HTTP_BAD (a partial response). */
+int probe_http_eof(probe_http *p);
+
+void probe_http_free(probe_http *p);
 
 /* ---- runtime/probe_tally.c ---- */
 

@@ -1,8 +1,12 @@
--- rollout.probe through a real HAProxy in front of demo services (127.0.0.1).
+-- rollout.probe through a real HAProxy in front of demo services, and against
+-- tests/helpers/raw_http.py for the HTTP/1.x cases HAProxy never sends
+-- (127.0.0.1 only).
 local probe = require "rollout.probe"
 local proc = require "rollout.proc"
 local fs = require "rollout.fs"
 local time = require "rollout.time"
+local http = require "rollout.http"
+local json = require "rollout.json"
 local fixture = require "tests.helpers.fixture"
 
 local KINDS = { "connect", "timeout", "http_4xx", "http_5xx", "parse", "other" }
@@ -26,21 +30,70 @@ local function open_fds()
   return #assert(fs.list("/proc/self/fd"))
 end
 
+-- Sessions (connections) a HAProxy frontend has accepted so far.
+local function sessions(gw, frontend)
+  for line in fixture.haproxy_cmd(gw, "show stat"):gmatch("[^\n]+") do
+    local f = {}
+    for field in (line .. ","):gmatch("([^,]*),") do f[#f + 1] = field end
+    if f[1] == frontend and f[2] == "FRONTEND" then return tonumber(f[8]) end
+  end
+  error("no frontend " .. frontend .. " in show stat")
+end
+
+-- tests/helpers/raw_http.py: a server answering with exact bytes.
+local function raw_server()
+  local dir = fixture.tmpdir()
+  local log = dir .. "/raw.log"
+  local pid, err = proc.spawn { argv = { "/usr/bin/python3", fixture.root .. "/tests/helpers/raw_http.py",
+    "--port", "0" }, log = log }
+  if not pid then
+    fixture.remove(dir)
+    error("raw_http.py: " .. tostring(err))
+  end
+  local srv = { pid = pid, dir = dir }
+  local ok, werr = pcall(fixture.wait, function()
+    local port = (fs.read(log) or ""):match("listening on 127%.0%.0%.1:(%d+)")
+    if port then srv.url = "http://127.0.0.1:" .. port end
+    return port ~= nil or not proc.alive(pid)
+  end, 10, "raw_http.py to listen")
+  if not ok or not srv.url then
+    local out = fs.read(log) or ""
+    fixture.stop(srv)
+    error("raw_http.py did not start: " .. tostring(werr) .. "\n" .. out)
+  end
+  return srv
+end
+
 describe("rollout.probe", function()
   local v1, v2, gw, text_port
+  local fe = {} -- name -> port of the extra frontends
 
   setup(function()
     local ok, err = pcall(function()
       v1 = fixture.demo { version = "v1" }
       v2 = fixture.demo { version = "v2" }
       text_port = fixture.free_port()
+      local extra = {
+        "frontend fe_text",
+        "    bind 127.0.0.1:" .. text_port,
+        '    http-request return status 200 content-type text/plain string "hello"',
+      }
+      -- frontends that change how responses are framed or connections end
+      local function frontend(name, ...)
+        fe[name] = fixture.free_port()
+        extra[#extra + 1] = "frontend " .. name
+        extra[#extra + 1] = "    bind 127.0.0.1:" .. fe[name]
+        for _, l in ipairs { ... } do extra[#extra + 1] = "    " .. l end
+        extra[#extra + 1] = "    default_backend be_default"
+      end
+      frontend("fe_chunked", "http-response del-header content-length") -- HAProxy then chunks
+      frontend("fe_close", "http-response set-header Connection close")
+      frontend("fe_someclose", "http-response set-header Connection close if { rand(4) -m int 0 }")
+      frontend("fe_httpclose", "option httpclose")
+      frontend("fe_idle", "timeout http-keep-alive 40ms")
       gw = fixture.haproxy {
         backends = { { name = "v1", port = v1.port, weight = 50 }, { name = "v2", port = v2.port, weight = 50 } },
-        extra = table.concat({
-          "frontend fe_text",
-          "    bind 127.0.0.1:" .. text_port,
-          '    http-request return status 200 content-type text/plain string "hello"',
-        }, "\n"),
+        extra = table.concat(extra, "\n"),
       }
     end)
     if not ok then
@@ -246,22 +299,14 @@ describe("rollout.probe", function()
   end)
 
   it("reuses connections (keep-alive) unless told not to", function()
-    local function sessions()
-      for line in fixture.haproxy_cmd(gw, "show stat"):gmatch("[^\n]+") do
-        local f = {}
-        for field in (line .. ","):gmatch("([^,]*),") do f[#f + 1] = field end
-        if f[1] == "fe" and f[2] == "FRONTEND" then return tonumber(f[8]) end
-      end
-      error("no frontend line in show stat")
-    end
-    local s0 = sessions()
+    local s0 = sessions(gw, "fe")
     local r = assert(probe.run { url = gw.url .. "/api/version", n = 1000, concurrency = 10, threads = 1 })
     assert.equal(1000, r.served)
-    local s1 = sessions()
+    local s1 = sessions(gw, "fe")
     assert.is_true(s1 - s0 <= 10 + 2, "sessions " .. (s1 - s0))
     r = assert(probe.run { url = gw.url .. "/api/version", n = 200, concurrency = 10, keepalive = false })
     assert.equal(200, r.served)
-    assert.is_true(sessions() - s1 >= 190, "sessions " .. (sessions() - s1))
+    assert.is_true(sessions(gw, "fe") - s1 >= 190, "sessions " .. (sessions(gw, "fe") - s1))
   end)
 
   it("gives the same counts with one or two threads", function()
@@ -271,6 +316,166 @@ describe("rollout.probe", function()
       assert.equal(2000, r.served)
       assert.equal(2000, r.sent)
     end
+  end)
+
+  describe("HTTP/1.1 framing and connections through HAProxy", function()
+    local function url(name) return "http://127.0.0.1:" .. fe[name] .. "/api/version" end
+
+    it("reads chunked bodies", function()
+      for _, extract in ipairs { "json:version", "header:x-served-by" } do
+        local s0 = sessions(gw, "fe_chunked")
+        local r = assert(probe.run { url = url("fe_chunked"), n = 2000, concurrency = 10, threads = 1,
+          extract = extract })
+        check_buckets(r)
+        assert.equal(2000, r.served)
+        assert.is_true(math.abs(r.counts.v1 - 1000) <= 100, "v1 " .. tostring(r.counts.v1))
+        assert.is_true(sessions(gw, "fe_chunked") - s0 <= 12) -- kept alive
+      end
+      -- the body the Lua function sees is de-chunked
+      local r = assert(probe.run { url = url("fe_chunked"), n = 20, extract = function(status, body, headers)
+        assert(headers["transfer-encoding"] == "chunked", "not chunked")
+        return body:match('^{"service":"microservice%-1","version":"(v%d)"')
+      end })
+      assert.equal(20, r.served)
+    end)
+
+    it("opens a new connection when every response says Connection: close", function()
+      for _, name in ipairs { "fe_close", "fe_httpclose" } do
+        local s0 = sessions(gw, name)
+        local r = assert(probe.run { url = url(name), n = 300, concurrency = 10 })
+        check_buckets(r)
+        assert.equal(300, r.served, name)
+        assert.equal(0, r.error_total, name)
+        assert.equal(300, sessions(gw, name) - s0, name)
+      end
+    end)
+
+    it("reconnects mid-stream when some responses say Connection: close", function()
+      local s0 = sessions(gw, "fe_someclose")
+      local r = assert(probe.run { url = url("fe_someclose"), n = 4000, concurrency = 20 })
+      check_buckets(r)
+      assert.equal(4000, r.served)
+      assert.equal(0, r.error_total)
+      -- about one response in four closes its connection: binomial(4000, 1/4), sd ~ 27
+      local opened = sessions(gw, "fe_someclose") - s0
+      assert.is_true(opened > 800 and opened < 1200 + 20, "sessions " .. opened)
+    end)
+
+    it("resends, once and silently, on a kept-alive connection the server closed when idle", function()
+      local s0 = sessions(gw, "fe_idle")
+      -- the Lua function holds the loop longer than HAProxy keeps an idle connection
+      local r = assert(probe.run { url = url("fe_idle"), n = 12, concurrency = 3, timeout = 5,
+        extract = function(_, _, headers)
+          time.sleep(0.1)
+          return headers["x-served-by"]
+        end })
+      check_buckets(r)
+      assert.equal(12, r.served)
+      assert.equal(0, r.error_total)
+      -- 3 connections would serve 12 requests if none had been closed
+      assert.is_true(sessions(gw, "fe_idle") - s0 >= 6, "sessions " .. (sessions(gw, "fe_idle") - s0))
+    end)
+
+    it("sends HEAD and other methods", function()
+      local r = assert(probe.run { url = gw.url .. "/api/version", n = 200, method = "HEAD",
+        extract = "header:x-served-by" })
+      check_buckets(r)
+      assert.equal(200, r.served)
+      r = assert(probe.run { url = gw.url .. "/api/version", n = 50, method = "HEAD",
+        extract = function(status, body) return status == 200 and body == "" and "empty" or nil end })
+      assert.equal(50, r.counts.empty)
+      -- the demo service answers only GET and HEAD on /api/version
+      r = assert(probe.run { url = gw.url .. "/api/version", n = 50, method = "DELETE" })
+      check_buckets(r)
+      assert.equal(50, r.errors.http_4xx)
+      assert.equal(50, r.status[405])
+    end)
+  end)
+
+  describe("HTTP/1.x edge cases (a server answering exact bytes)", function()
+    local raw
+
+    setup(function() raw = raw_server() end)
+    teardown(function() fixture.stop(raw) end)
+
+    local function stats(key)
+      local resp = assert(http.get(raw.url .. "/stats/" .. key, { timeout = 5 }))
+      return assert(json.decode(resp.body))
+    end
+
+    it("serves chunked, HTTP/1.0, close-delimited, interim, folded and over-long responses", function()
+      local cases = {
+        { "chunked", "ck" }, { "chunked-lf", "ck-lf" }, { "http10", "h10" },
+        { "http10-keepalive", "h10ka" }, { "until-close", "uc" }, { "interim", "int" }, { "excess", "exc" },
+        { "fold", "fo" }, -- an obs-folded header line: a user agent accepts it
+      }
+      for _, c in ipairs(cases) do
+        local mode, key = c[1], c[2]
+        for _, extract in ipairs { "json:version", "header:x-version" } do
+          local r = assert(probe.run { url = raw.url .. "/" .. mode .. "/" .. key, n = 40, concurrency = 4,
+            threads = 1, extract = extract })
+          check_buckets(r)
+          assert.equal(40, r.counts[key], mode .. " " .. extract)
+          assert.equal(0, r.error_total, mode .. " " .. extract)
+          assert.equal(40, r.status[200])
+        end
+      end
+      -- kept alive where the server allows it, a new connection where it does not
+      assert.equal(2 * 4, stats("ck").connections)
+      assert.equal(2 * 4, stats("h10ka").connections)
+      assert.equal(2 * 40, stats("h10").connections)
+      assert.equal(2 * 40, stats("uc").connections)
+      assert.equal(2 * 40, stats("exc").connections) -- extra bytes: not reused
+      -- HEAD: the head of a response that has a length or is chunked, no body
+      for _, mode in ipairs { "json", "chunked" } do
+        local r = assert(probe.run { url = raw.url .. "/" .. mode .. "/head-" .. mode, n = 20, concurrency = 2,
+          method = "HEAD", extract = "header:x-version" })
+        assert.equal(20, r.served)
+        assert.equal(2, stats("head-" .. mode).connections)
+      end
+    end)
+
+    it("counts a body over the 1 MiB cap as parse, with its status", function()
+      for _, mode in ipairs { "big", "big-chunked" } do
+        local r = assert(probe.run { url = raw.url .. "/" .. mode .. "/b", n = 6, concurrency = 2 })
+        check_buckets(r)
+        assert.equal(6, r.errors.parse, mode)
+        assert.equal(6, r.status[200], mode)
+        -- a header extract does not keep the body: no cap
+        r = assert(probe.run { url = raw.url .. "/" .. mode .. "/b", n = 6, concurrency = 2,
+          extract = "header:x-version" })
+        assert.equal(6, r.counts.b, mode)
+      end
+    end)
+
+    it("resends on a new connection when a kept-alive one was closed, not counting it", function()
+      local r = assert(probe.run { url = raw.url .. "/one-shot/os", n = 30, concurrency = 3 })
+      check_buckets(r)
+      assert.equal(30, r.counts.os)
+      assert.equal(0, r.error_total)
+      assert.equal(30, r.sent)
+      assert.equal(30, stats("os").connections) -- every reuse found its connection closed
+    end)
+
+    it("resends only once, and never on a fresh connection", function()
+      -- the first request is answered; every later connection is closed unanswered
+      local r = assert(probe.run { url = raw.url .. "/then-die/td", n = 3, concurrency = 1, record = true })
+      check_buckets(r)
+      assert.same({ "td", "other", "other" }, { r.samples[1][1], r.samples[2][1], r.samples[3][1] })
+      -- request 2: its kept-alive connection closed, resent once on a new one;
+      -- request 3: a new connection, closed: not resent
+      assert.equal(3, stats("td").connections)
+      assert.equal(3, stats("td").requests)
+    end)
+
+    it("counts a reset, a short body and malformed responses as other", function()
+      for _, mode in ipairs { "reset", "partial", "garbage" } do
+        local r = assert(probe.run { url = raw.url .. "/" .. mode .. "/x", n = 10, concurrency = 2 })
+        check_buckets(r)
+        assert.equal(10, r.errors.other, mode)
+        assert.same({}, r.status, mode) -- no complete response: no status
+      end
+    end)
   end)
 
   it("raises on misuse and refuses non-HTTP URLs", function()
