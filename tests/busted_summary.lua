@@ -1,11 +1,11 @@
 -- busted output handler: one line per test, failures with their message and
 -- place, and a machine-readable closing line that tests/run sums:
---   #summary passed=N failed=N
+--   #summary passed=N failed=N skipped=N
 -- (busted's own closing line is not in the "N passed, N failed" form).
 return function(options)
   local busted = require 'busted'
   local handler = require 'busted.outputHandlers.base'()
-  local passed, failed = 0, 0
+  local passed, failed, skipped = 0, 0, 0
 
   local function say(s)
     io.stdout:write(s, '\n')
@@ -30,6 +30,7 @@ return function(options)
       passed = passed + 1
       say('ok    ' .. handler.getFullName(element))
     elseif status == 'pending' then
+      skipped = skipped + 1
       say('skip  ' .. handler.getFullName(element))
     elseif status == 'failure' then
       failed = failed + 1
@@ -50,7 +51,7 @@ return function(options)
   end
 
   handler.suiteEnd = function()
-    say(('#summary passed=%d failed=%d'):format(passed, failed))
+    say(('#summary passed=%d failed=%d skipped=%d'):format(passed, failed, skipped))
     return nil, true
   end
 
