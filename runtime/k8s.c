@@ -264,6 +264,19 @@ int k8s_buf_append(k8s_buf *b, const char *data, size_t n, size_t initial)
     return 0;
 }
 
+void k8s_push_joined(lua_State *L, int list, int n, char sep)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, sep);
+        lua_rawgeti(L, list, i);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
     k8s_client *c = ud;

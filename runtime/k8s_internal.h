@@ -49,6 +49,9 @@ typedef struct k8s_buf {
  * `initial` bytes by doubling. Returns 0, or -1 when out of memory. */
 int k8s_buf_append(k8s_buf *b, const char *data, size_t n, size_t initial);
 
+/* Pushes the strings list[1..n] (the table at index `list`) joined by sep. */
+void k8s_push_joined(lua_State *L, int list, int n, char sep);
+
 typedef struct k8s_client {
     int closed;
     CURL *e;

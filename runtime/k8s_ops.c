@@ -336,7 +336,6 @@ static void push_piece(lua_State *L, const char *key, const char *value)
  * lua_next's key and value above it). */
 static void push_query_table(lua_State *L, int idx)
 {
-    luaL_Buffer b;
     int pieces, n = 0;
     lua_newtable(L);
     pieces = lua_gettop(L);
@@ -368,14 +367,7 @@ static void push_query_table(lua_State *L, int idx)
         }
         lua_pop(L, 1);
     }
-    luaL_buffinit(L, &b);
-    for (int i = 1; i <= n; i++) {
-        if (i > 1)
-            luaL_addchar(&b, '&');
-        lua_rawgeti(L, pieces, i);
-        luaL_addvalue(&b);
-    }
-    luaL_pushresult(&b);
+    k8s_push_joined(L, pieces, n, '&');
     lua_remove(L, pieces);
 }
 

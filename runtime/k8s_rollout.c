@@ -294,7 +294,6 @@ static int on_deployment_event(lua_State *L)
 static void push_deployment_selector(lua_State *L, int d)
 {
     int top = lua_gettop(L), parts = top + 1, n = 0;
-    luaL_Buffer b;
     lua_newtable(L);
     if (getp(L, d, "spec.selector.matchLabels") == LUA_TTABLE) {
         push_selector_table(L, lua_gettop(L));
@@ -340,14 +339,7 @@ static void push_deployment_selector(lua_State *L, int d)
         }
     }
     lua_settop(L, parts);
-    luaL_buffinit(L, &b);
-    for (int i = 1; i <= n; i++) {
-        if (i > 1)
-            luaL_addchar(&b, ',');
-        lua_rawgeti(L, parts, i);
-        luaL_addvalue(&b);
-    }
-    luaL_pushresult(&b);
+    k8s_push_joined(L, parts, n, ',');
     lua_replace(L, parts);
     lua_settop(L, parts);
 }

@@ -62,6 +62,13 @@ Service.__tostring = function(svc)
   return string.format("service %s (%s target)", svc.name, svc.target_name)
 end
 
+--- Applies TRAFFIC.yaml as it is (the original's update_traffic): the
+-- same checks as set_weights, with the file as the source of messages.
+function Service:apply_traffic()
+  local t = self.target
+  return t:set_weights((t:traffic()), { write = false, source = t.cfg.traffic_file })
+end
+
 --- The URL probes go to: opts.endpoint, GATEWAY_ENDPOINT, else the target's.
 -- A URL without a path gets the service's probe path.
 function Service:probe_url()

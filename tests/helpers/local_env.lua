@@ -126,15 +126,7 @@ function Env:cleanup()
 end
 
 --- Polls fn() until truthy or timeout; returns its value or nil.
-function M.wait(fn, timeout)
-  local deadline = time.now() + (timeout or 5)
-  repeat
-    local v = fn()
-    if v then return v end
-    time.sleep(0.02)
-  until time.now() > deadline
-  return nil
-end
+M.wait = require("tests.helpers.check").wait
 
 --- True when something accepts connections on the port.
 function M.port_open(port)

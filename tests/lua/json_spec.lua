@@ -2,40 +2,9 @@
 local json = require "rollout.json"
 local yaml = require "rollout.yaml"
 
+local check = require "tests.helpers.check"
+local same, assert_same, kind = check.same, check.assert_same, check.kind
 local null = json.null
-
-local function kind(t)
-  local mt = getmetatable(t)
-  return mt and mt.__jsontype
-end
-
--- deep equality that also compares integer/float subtypes
-local function same(a, b, path)
-  path = path or "value"
-  if type(a) ~= type(b) then return false, ("%s: %s vs %s"):format(path, type(a), type(b)) end
-  if type(a) == "number" then
-    if math.type(a) ~= math.type(b) then return false, ("%s: %s vs %s"):format(path, math.type(a), math.type(b)) end
-    if a ~= b then return false, ("%s: %s vs %s"):format(path, a, b) end
-    return true
-  end
-  if type(a) ~= "table" then
-    if a ~= b then return false, ("%s: %s vs %s"):format(path, tostring(a), tostring(b)) end
-    return true
-  end
-  for k, v in pairs(a) do
-    local ok, why = same(v, b[k], path .. "." .. tostring(k))
-    if not ok then return false, why end
-  end
-  for k in pairs(b) do
-    if a[k] == nil then return false, path .. "." .. tostring(k) .. " missing" end
-  end
-  return true
-end
-
-local function assert_same(expected, got)
-  local ok, why = same(expected, got)
-  assert(ok, why)
-end
 
 local function refused(text, opts)
   local v, msg, code = json.decode(text, opts)

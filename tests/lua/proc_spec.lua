@@ -7,15 +7,7 @@ local time = require "rollout.time"
 
 local BIN = os.getenv("ROLLOUT_BIN") or require("rollout.sys").exe
 
-local function wait_for(pred, secs)
-  local deadline = time.now() + (secs or 5)
-  repeat
-    local v = pred()
-    if v then return v end
-    time.sleep(0.02)
-  until time.now() > deadline
-  return pred()
-end
+local wait_for = require("tests.helpers.check").wait
 
 -- Direct children of this process (zombies included).
 local function children()

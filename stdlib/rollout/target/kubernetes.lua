@@ -641,12 +641,6 @@ function K8s:set_weights(w, opts)
   end)
 end
 
---- Applies TRAFFIC.yaml as it is (the original's update_traffic).
-function K8s:apply_traffic()
-  local list = self:traffic()
-  return self:set_weights(list, { write = false, source = self.cfg.traffic_file })
-end
-
 -- ------------------------------------------------------------ queries --
 
 --- Every deployed version: {name, weight, share, ready, replicas,

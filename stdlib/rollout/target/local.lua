@@ -347,12 +347,6 @@ function Local:set_weights(w, opts)
   end)
 end
 
---- Applies TRAFFIC.yaml as it is (the original's update_traffic).
-function Local:apply_traffic()
-  local list = self:traffic()
-  return self:set_weights(list, { write = false, source = self.cfg.traffic_file })
-end
-
 -- ------------------------------------------------------------ queries --
 
 --- Every deployed version: {name, weight, share, ready, pid, port, gateway}.

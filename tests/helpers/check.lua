@@ -1,0 +1,54 @@
+-- Small helpers shared by specs.
+--   check.same(a, b)        deep equality that also tells integers from floats
+--                           (NaN equals NaN); returns ok, where-they-differ
+--   check.assert_same(expected, got)
+--   check.kind(t)           the "array"/"object" marker of a decoded table
+--   check.wait(pred, secs)  polls pred() every 20 ms until it returns a true
+--                           value (returned) or secs pass (then pred() once more)
+local time = require "rollout.time"
+
+local check = {}
+
+function check.same(a, b, path)
+  path = path or "value"
+  if type(a) ~= type(b) then return false, ("%s: %s vs %s"):format(path, type(a), type(b)) end
+  if type(a) == "number" then
+    if math.type(a) ~= math.type(b) then return false, ("%s: %s vs %s"):format(path, math.type(a), math.type(b)) end
+    if a ~= b and not (a ~= a and b ~= b) then return false, ("%s: %s vs %s"):format(path, a, b) end
+    return true
+  end
+  if type(a) ~= "table" then
+    if a ~= b then return false, ("%s: %s vs %s"):format(path, tostring(a), tostring(b)) end
+    return true
+  end
+  for k, v in pairs(a) do
+    local ok, why = check.same(v, b[k], path .. "." .. tostring(k))
+    if not ok then return false, why end
+  end
+  for k in pairs(b) do
+    if a[k] == nil then return false, path .. "." .. tostring(k) .. " missing" end
+  end
+  return true
+end
+
+function check.assert_same(expected, got)
+  local ok, why = check.same(expected, got)
+  assert(ok, why)
+end
+
+function check.kind(t)
+  local mt = getmetatable(t)
+  return mt and mt.__jsontype
+end
+
+function check.wait(pred, secs)
+  local deadline = time.now() + (secs or 5)
+  repeat
+    local v = pred()
+    if v then return v end
+    time.sleep(0.02)
+  until time.now() > deadline
+  return pred()
+end
+
+return check
