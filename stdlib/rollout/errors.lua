@@ -5,6 +5,32 @@
 -- without a traceback and exits with `exit` when one is not caught.
 local errors = {}
 
+--- The one vocabulary of error codes. Environment failures return
+-- `nil, message, code[, raw]` (luv's convention): `code` is one of these,
+-- `raw` the upstream reason it was mapped from ("ENOENT", "NotFound", an
+-- HTTP status, a curl error name, a helm message) when there is one.
+-- Errors raised by the stdlib carry the same code as `e.code`.
+errors.codes = {
+  not_found = "the object, file, release or version does not exist",
+  exists = "it exists already",
+  conflict = "a concurrent change or a field owned by another manager",
+  invalid = "the request or the input is invalid",
+  unauthorized = "no or bad credentials (HTTP 401)",
+  forbidden = "not allowed (HTTP 403, EACCES, EPERM)",
+  timeout = "a deadline passed",
+  connect = "cannot connect (refused, unreachable, DNS)",
+  tls = "TLS or certificate problem",
+  unavailable = "the server is busy or down (HTTP 429/5xx after retries)",
+  gone = "too old to resume (HTTP 410, an expired watch)",
+  locked = "another rollout holds the lock",
+  interrupted = "^C",
+  io = "another operating-system error",
+  protocol = "a malformed or unexpected answer",
+  too_large = "over a size cap",
+  failed = "a command ran and reported failure (non-zero exit)",
+  other = "anything else",
+}
+
 local mt = { __tostring = function(e) return e.message end }
 
 local function make(kind, code, message, extra)

@@ -48,4 +48,56 @@ function state.lock(path, what, wait)
   return lock
 end
 
+-- Locks this process holds, by path: { lock =, depth =, what = }.
+local held = {}
+
+--- Runs fn(...) holding the lock `path`, re-entrant within this process: a
+-- script that took the service lock (state.hold) runs every target
+-- operation inside it without waiting for itself.
+function state.with_lock(path, what, wait, fn, ...)
+  local h = held[path]
+  if h then
+    h.depth = h.depth + 1
+  else
+    h = { lock = state.lock(path, what, wait), depth = 1, what = what }
+    held[path] = h
+  end
+  local res = table.pack(xpcall(fn, errors.traceback, ...))
+  h.depth = h.depth - 1
+  if h.depth == 0 then
+    held[path] = nil
+    h.lock:unlock()
+  end
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+--- Takes the lock `path` for the rest of the process (or until
+-- state.release): what a script does to hold a service for its whole run.
+-- Re-entrant; returns true.
+function state.hold(path, what, wait)
+  local h = held[path]
+  if h then
+    h.depth = h.depth + 1
+  else
+    held[path] = { lock = state.lock(path, what, wait), depth = 1, what = what }
+  end
+  return true
+end
+
+--- Gives back one state.hold of `path`.
+function state.release(path)
+  local h = held[path]
+  if not h then return false end
+  h.depth = h.depth - 1
+  if h.depth == 0 then
+    held[path] = nil
+    h.lock:unlock()
+  end
+  return true
+end
+
+--- True when this process holds the lock `path`.
+function state.holds(path) return held[path] ~= nil end
+
 return state

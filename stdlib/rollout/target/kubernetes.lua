@@ -90,14 +90,7 @@ end
 
 --- Runs fn() holding the service lock (re-entrant within one call chain).
 function K8s:locked(fn)
-  if self.holding then return fn() end
-  local lock = state.lock(self.lock_file, self.name, self.opts.wait)
-  self.holding = true
-  local res = table.pack(xpcall(fn, errors.traceback))
-  self.holding = false
-  lock:unlock()
-  if not res[1] then error(res[2], 0) end
-  return table.unpack(res, 2, res.n)
+  return state.with_lock(self.lock_file, self.name, self.opts.wait, fn)
 end
 
 -- ------------------------------------------------------------ the API --

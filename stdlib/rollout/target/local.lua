@@ -52,14 +52,7 @@ end
 
 --- Runs fn(state) holding the service lock (re-entrant within one call chain).
 function Local:locked(fn)
-  if self.holding then return fn(self:load_state()) end
-  local lock = state.lock(self.lock_file, self.name, self.opts.wait)
-  self.holding = true
-  local res = table.pack(xpcall(fn, errors.traceback, self:load_state()))
-  self.holding = false
-  lock:unlock()
-  if not res[1] then error(res[2], 0) end
-  return table.unpack(res, 2, res.n)
+  return state.with_lock(self.lock_file, self.name, self.opts.wait, function() return fn(self:load_state()) end)
 end
 
 -- The gateway's view of every service in the state directory.
@@ -118,7 +111,6 @@ end
 -- service: a gateway that should be running but is not is restarted with
 -- the weights last applied (and the repair is reported on stderr).
 function Local:repair()
-  if self.holding then return end
   local st = self:load_state()
   if not st.gateway_port or not next(st.versions) or self.gateway:running() then return end
   self:locked(function(locked_st) self:ensure_gateway(locked_st) end)
