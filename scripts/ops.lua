@@ -76,7 +76,7 @@ end
 
 function commands.list()
   local versions = svc:versions()
-  local endpoint = svc.target:endpoint()
+  local endpoint = svc:endpoint()
   if opts.json then
     emit_json { service = name, target = svc.target_name, endpoint = endpoint or json.null,
                 versions = json.array(versions) }

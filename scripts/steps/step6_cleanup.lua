@@ -5,7 +5,7 @@ local step = require "rollout.step"
 
 return step.run(6, "Cleanup: delete the service", function(s)
   local before = step.footprint(s.service)
-  local endpoint = s.service.target:endpoint()
+  local endpoint = s.service:endpoint()
   local removed = s.service:remove()
   s:say(string.format("Deleted %d version(s)", #removed.versions))
   s:expect_removed(before, endpoint)

@@ -41,25 +41,45 @@ function service.open(name, opts)
   return svc
 end
 
-function Service.__index(svc, key)
-  local m = Service[key]
-  if m then return m end
-  local t = rawget(svc, "target")
-  local f = t and t[key]
-  if type(f) == "function" then
-    -- delegate target methods: svc:deploy(v) calls target:deploy(v)
-    local bound = function(self, ...)
-      if self == svc then return f(t, ...) end
-      return f(t, self, ...)
-    end
-    rawset(svc, key, bound)
-    return bound
+Service.__index = Service
+Service.__name = "rollout.service"
+
+-- The target interface: what every target (stdlib/rollout/target/) provides,
+-- forwarded explicitly so the service's methods are one visible list.
+--   deploy(version, {restart=})      running, weight 0; idempotent
+--   set_weights(w, {write=, source=}) validate -> persist -> apply -> confirm
+--   traffic()                        TRAFFIC.yaml: list (file order), text
+--   versions()                       {name, weight, share, ready, ...}
+--   health([version])                process / pods, health path, routing
+--   endpoint()                       the URL checks probe (or nil)
+--   gateway_weights()                the weights the gateway/route holds
+--   remove_version(version, {force=}), remove(), leftovers()
+local TARGET_METHODS = { "deploy", "set_weights", "traffic", "versions", "health", "endpoint",
+                         "gateway_weights", "remove_version", "remove", "leftovers" }
+for _, m in ipairs(TARGET_METHODS) do
+  Service[m] = function(self, ...)
+    local t = self.target
+    return t[m](t, ...)
   end
-  return nil
 end
+service.target_methods = TARGET_METHODS
 
 Service.__tostring = function(svc)
   return string.format("service %s (%s target)", svc.name, svc.target_name)
+end
+
+--- Holds the service lock for the rest of the script (until svc:unlock()
+-- or the process ends): every other rollout command on this service is
+-- refused ("another rollout is working on ...") or waits with --wait.
+-- `what` describes the holder in that message (e.g. "run_all"). Re-entrant.
+function Service:lock(what)
+  local desc = self.name .. (what and (": " .. what) or "")
+  return require("rollout.state").hold(self.target.lock_file, desc, self.opts.wait)
+end
+
+--- Gives back one svc:lock().
+function Service:unlock()
+  return require("rollout.state").release(self.target.lock_file)
 end
 
 --- Applies TRAFFIC.yaml as it is (the original's update_traffic): the

@@ -144,7 +144,7 @@ function Step:expect_removed(before, endpoint)
     local res = http.request { url = endpoint, timeout = 1, connect_timeout = 1 }
     if res and res.status >= 200 and res.status < 300 then left[#left + 1] = "route at " .. endpoint end
   end
-  for _, l in ipairs(self.service.target:leftovers()) do left[#left + 1] = l end
+  for _, l in ipairs(self.service:leftovers()) do left[#left + 1] = l end
   if #left > 0 then errors.fail("left behind: " .. table.concat(left, ", ")) end
   ui.ok(string.format("nothing left: %d process(es) stopped, ports closed, no route, no state",
     #before.pids))
