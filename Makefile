@@ -14,14 +14,29 @@ CC ?= cc
 CFLAGS ?= -O2 -g
 LDFLAGS ?=
 
+# The pkg-config flags are computed when a recipe first needs them, not
+# when make reads this file: `make deps demo` installs the packages first
+# and only then asks pkg-config (a `:=` here would run it before `deps`).
+# Each is evaluated once, then kept (the `lazy` idiom).
+lazy = $(eval $1 := $$(shell $2))$($1)
 PKGS := lua5.4 yaml-0.1 libcurl libcjson libedit
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_CFLAGS = $(call lazy,PKG_CFLAGS,pkg-config --cflags $(PKGS))
+PKG_LIBS = $(call lazy,PKG_LIBS,pkg-config --libs $(PKGS))
 WARN := -Wall -Wextra -Werror
-ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
-LIBS := $(PKG_LIBS) -lm
-HOST_LIBS := $(shell pkg-config --libs lua5.4 yaml-0.1 libcjson libedit 2>/dev/null) -ldl -lm
-NET_LIBS := $(shell pkg-config --libs libcurl libcjson 2>/dev/null) -lm
+ALL_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+LIBS = $(PKG_LIBS) -lm
+HOST_LIBS = $(call lazy,HOST_PKG_LIBS,pkg-config --libs lua5.4 yaml-0.1 libcjson libedit) -ldl -lm
+NET_LIBS = $(call lazy,NET_PKG_LIBS,pkg-config --libs libcurl libcjson) -lm
+
+# Quiet by default, like kernel builds: one short line per step; V=1 shows
+# the full command lines.
+ifeq ($(V),1)
+  Q :=
+  say = @true
+else
+  Q := @
+  say = @printf '  %-6s %s\n' $1 $2
+endif
 
 # Debian packages: build, tests (cmocka, busted, python3-jsonschema for the
 # CRD schemas, openssl for the fake API server's certificates), the local
@@ -52,27 +67,32 @@ all: $(BIN) $(NETLIB) $(C_TESTS) $(DEMO)
 # -rdynamic: rollout-net.so uses the host's functions
 $(BIN): $(MAIN_OBJ) $(HOST_OBJ) $(CORE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -rdynamic -o $@ $(filter %.o,$^) $(HOST_LIBS)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -rdynamic -o $@ $(filter %.o,$^) $(HOST_LIBS)
 
 $(NETLIB): $(NET_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $(filter %.o,$^) $(NET_LIBS)
+	$(call say,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $(filter %.o,$^) $(NET_LIBS)
 
 $(BUILD)/pic/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -fPIC -c -o $@ $<
+	$(call say,CC,$<)
+	$(Q)$(CC) $(ALL_CFLAGS) -fPIC -c -o $@ $<
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(call say,CC,$<)
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/%: tests/c/%.c $(HOST_OBJ) $(CORE_OBJ) $(NET_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) -lcmocka
+	$(call say,CCLD,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LIBS) -lcmocka
 
 ifneq ($(DEMO),)
 $(DEMO): FORCE
-	$(MAKE) -s -C services/microservice-1
+	$(Q)$(MAKE) -s -C services/microservice-1 $(if $(filter 1,$(V)),V=1)
 endif
 
 FORCE:
