@@ -4,11 +4,17 @@
  *             connect_timeout=timeout, headers={Name="v"}, method="GET",
  *             extract="json:version" | "json:a.b" | "header:NAME"
  *                     | function(status, body, headers) -> version | nil,
+ *             served_by="X-Served-By" (a header naming who answered),
  *             deadline=, on_progress=function(done, total, elapsed),
- *             keepalive=true, record=false, threads=2}
+ *             keepalive=true, record=false, latencies=false, threads=2}
  *     -> { sent, completed, served, counts = {v1 = N, ...},
  *          errors = {connect, timeout, http_4xx, http_5xx, parse, other},
  *          error_total, status = {[200] = N, ...},
+ *          by_version = {v1 = {served, errors = {kind = N}, error_total,
+ *                              latency_ms = {p50, p90, p99, max, mean}}},
+ *          errors_by_version = {v3 = {http_5xx = N, ...}} (versions with errors),
+ *          errors_unattributed = N (errors no version was named for),
+ *          latencies = {v1 = {ms, ...} sorted} (latencies = true),
  *          latency_ms = {p50, p90, p99, max, mean} (empty when none completed),
  *          duration, rate, stopped = nil | "deadline" | "duration",
  *          samples = {{"v1" | kind, latency_ms}, ...} (record = true) }
@@ -18,8 +24,10 @@
  * n and/or duration (seconds) say when to stop sending; in-flight requests
  * then finish (each bounded by timeout). deadline (seconds from the start)
  * is a hard stop: requests in flight are abandoned (sent - completed).
- * Only 2xx responses are asked for a version; other statuses are http_4xx,
- * http_5xx or other. extract functions run on the calling thread, so they
+ * A 2xx response is asked for a version (else it is a parse error); other
+ * statuses are http_4xx, http_5xx or other, and each error is attributed to
+ * the version its body (the same JSON field) or header names, or else the
+ * served_by header, when one does: a version's errors are its own. extract functions run on the calling thread, so they
  * (and record = true) force threads = 1; otherwise the work is split over
  * `threads` worker threads, each with its own multi handle. Misuse raises;
  * ^C raises "interrupted" and an error in extract / on_progress is re-raised
@@ -185,7 +193,87 @@ static lua_Integer check_int(lua_State *L, int opts, const char *field, lua_Inte
 
 /* ---- result -------------------------------------------------------- */
 
-static void push_result(lua_State *L, const probe_result *r)
+/* {p50, p90, p99, max, mean} of n sorted latencies (empty when n = 0). */
+static void push_latency(lua_State *L, const uint32_t *a, size_t n, const probe_result *r, int idx)
+{
+    lua_createtable(L, 0, 5);
+    if (n > 0) {
+        double sum = 0;
+        for (size_t i = 0; i < n; i++)
+            sum += a[i];
+        lua_pushnumber(L, idx < 0 ? probe_percentile_ms(r, 0.50) : probe_vpercentile_ms(r, idx, 0.50));
+        lua_setfield(L, -2, "p50");
+        lua_pushnumber(L, idx < 0 ? probe_percentile_ms(r, 0.90) : probe_vpercentile_ms(r, idx, 0.90));
+        lua_setfield(L, -2, "p90");
+        lua_pushnumber(L, idx < 0 ? probe_percentile_ms(r, 0.99) : probe_vpercentile_ms(r, idx, 0.99));
+        lua_setfield(L, -2, "p99");
+        lua_pushnumber(L, a[n - 1] / 1000.0);
+        lua_setfield(L, -2, "max");
+        lua_pushnumber(L, sum / (double)n / 1000.0);
+        lua_setfield(L, -2, "mean");
+    }
+}
+
+/* {kind = N} of the non-zero counts; returns their sum. */
+static uint64_t push_kinds(lua_State *L, const uint64_t *counts, int all)
+{
+    uint64_t total = 0;
+    lua_createtable(L, 0, PROBE_NKINDS);
+    for (int k = 0; k < PROBE_NKINDS; k++) {
+        if (all || counts[k] > 0) {
+            lua_pushinteger(L, (lua_Integer)counts[k]);
+            lua_setfield(L, -2, probe_kind_names[k]);
+        }
+        total += counts[k];
+    }
+    return total;
+}
+
+static void push_by_version(lua_State *L, const probe_result *r, int latencies)
+{
+    uint64_t attributed = 0, all = 0;
+    luaL_checkstack(L, 8, "probe result");
+    for (int k = 0; k < PROBE_NKINDS; k++)
+        all += r->errors[k];
+    lua_createtable(L, 0, (int)r->nversions); /* by_version */
+    lua_newtable(L);                          /* errors_by_version */
+    for (size_t i = 0; i < r->nversions; i++) {
+        uint64_t e;
+        lua_createtable(L, 0, 4);
+        lua_pushinteger(L, (lua_Integer)r->counts[i]);
+        lua_setfield(L, -2, "served");
+        e = push_kinds(L, r->verrors[i], 0);
+        lua_setfield(L, -2, "errors");
+        lua_pushinteger(L, (lua_Integer)e);
+        lua_setfield(L, -2, "error_total");
+        push_latency(L, r->vlat[i], r->nvlat[i], r, (int)i);
+        lua_setfield(L, -2, "latency_ms");
+        lua_setfield(L, -3, r->versions[i]);
+        if (e > 0) {
+            push_kinds(L, r->verrors[i], 0);
+            lua_setfield(L, -2, r->versions[i]);
+        }
+        attributed += e;
+    }
+    lua_setfield(L, -3, "errors_by_version");
+    lua_setfield(L, -2, "by_version");
+    lua_pushinteger(L, (lua_Integer)(all - attributed));
+    lua_setfield(L, -2, "errors_unattributed");
+    if (latencies) {
+        lua_createtable(L, 0, (int)r->nversions);
+        for (size_t i = 0; i < r->nversions; i++) {
+            lua_createtable(L, (int)(r->nvlat[i] > 0x7fffffff ? 0x7fffffff : r->nvlat[i]), 0);
+            for (size_t j = 0; j < r->nvlat[i]; j++) {
+                lua_pushnumber(L, r->vlat[i][j] / 1000.0);
+                lua_rawseti(L, -2, (lua_Integer)j + 1);
+            }
+            lua_setfield(L, -2, r->versions[i]);
+        }
+        lua_setfield(L, -2, "latencies");
+    }
+}
+
+static void push_result(lua_State *L, const probe_result *r, int latencies)
 {
     uint64_t served = 0, err_total = 0;
     lua_createtable(L, 0, 16);
@@ -196,6 +284,8 @@ static void push_result(lua_State *L, const probe_result *r)
 
     lua_createtable(L, 0, (int)r->nversions);
     for (size_t i = 0; i < r->nversions; i++) {
+        if (r->counts[i] == 0)
+            continue; /* a version that only answered errors served nothing */
         lua_pushinteger(L, (lua_Integer)r->counts[i]);
         lua_setfield(L, -2, r->versions[i]);
         served += r->counts[i];
@@ -223,22 +313,9 @@ static void push_result(lua_State *L, const probe_result *r)
     }
     lua_setfield(L, -2, "status");
 
-    lua_createtable(L, 0, 5);
-    if (r->nlatency > 0) {
-        double sum = 0;
-        for (size_t i = 0; i < r->nlatency; i++)
-            sum += r->latency_us[i];
-        lua_pushnumber(L, probe_percentile_ms(r, 0.50));
-        lua_setfield(L, -2, "p50");
-        lua_pushnumber(L, probe_percentile_ms(r, 0.90));
-        lua_setfield(L, -2, "p90");
-        lua_pushnumber(L, probe_percentile_ms(r, 0.99));
-        lua_setfield(L, -2, "p99");
-        lua_pushnumber(L, r->latency_us[r->nlatency - 1] / 1000.0);
-        lua_setfield(L, -2, "max");
-        lua_pushnumber(L, sum / (double)r->nlatency / 1000.0);
-        lua_setfield(L, -2, "mean");
-    }
+    push_by_version(L, r, latencies);
+
+    push_latency(L, r->latency_us, r->nlatency, r, -1);
     lua_setfield(L, -2, "latency_ms");
 
     lua_pushnumber(L, r->duration);
@@ -281,7 +358,7 @@ static int p_run(lua_State *L)
     const char *url, *extract_spec = NULL;
     lua_Integer n;
     double duration, timeout, connect_timeout, deadline;
-    int status;
+    int status, latencies;
     char err[256];
 
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -332,6 +409,15 @@ static int p_run(lua_State *L)
     c->connect_timeout_ms = curlx_ms(connect_timeout);
     c->keepalive = rollout_optfield_boolean(L, 1, "keepalive", 1);
     c->record = rollout_optfield_boolean(L, 1, "record", 0);
+    latencies = rollout_optfield_boolean(L, 1, "latencies", 0);
+    {
+        const char *by = rollout_optfield_string(L, 1, "served_by", "");
+        size_t blen = strlen(by);
+        if (blen >= sizeof c->served_by ||
+            (blen > 0 && strspn(by, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_!#$%&'*+.^`|~") != blen))
+            return luaL_error(L, "field 'served_by' must be a header name");
+        memcpy(c->served_by, by, blen + 1);
+    }
     c->method = rollout_optfield_string(L, 1, "method", "GET");
     if (!curlx_is_token(c->method))
         return luaL_error(L, "field 'method' must be an HTTP method name");
@@ -390,7 +476,7 @@ static int p_run(lua_State *L)
             status = PROBE_ABORTED;
     }
     if (status == PROBE_OK) {
-        push_result(L, &st->res);
+        push_result(L, &st->res, latencies);
         state_free(st);
         return 1;
     }

@@ -333,6 +333,7 @@ static int slot_go(probe_worker *w, probe_slot *sl)
     sl->got = 0;
     sl->in_len = 0;
     sl->have_ver = 0;
+    sl->have_by = 0;
     sl->hlen = 0;
     probe_http_begin(&sl->http, w->s->head, PROBE_BODY_MAX);
     if (sl->connected) {
@@ -376,12 +377,25 @@ static int slot_connected(probe_worker *w, probe_slot *sl, CURLcode rc)
     return slot_send(w, sl);
 }
 
-/* The head of the final response: what extraction needs from it. */
+/* The head of the final response: what extraction needs from it. Every
+ * response may name the version that answered through served_by; a 2xx
+ * response is asked for its version, an error response only so that its
+ * error is attributed (the JSON body or header, not a Lua callback). */
 static void on_head(probe_worker *w, probe_slot *sl, const char *head, size_t len)
 {
     const probe_config *c = w->s->cfg;
-    if (sl->http.status < 200 || sl->http.status > 299)
-        return; /* only a 2xx response is asked for a version */
+    if (c->served_by[0] != '\0') {
+        probe_config by = *c;
+        memcpy(by.header_name, c->served_by, sizeof by.header_name);
+        sl->have_by = probe_extract_header(&by, head, len, sl->by, &sl->bylen);
+    }
+    if (sl->http.status < 200 || sl->http.status > 299) {
+        if (c->mode == PROBE_EXTRACT_JSON)
+            sl->http.keep = 1;
+        else if (c->mode == PROBE_EXTRACT_HEADER)
+            sl->have_ver = probe_extract_header(c, head, len, sl->ver, &sl->verlen);
+        return;
+    }
     if (c->mode == PROBE_EXTRACT_JSON) {
         sl->http.keep = 1;
     } else if (c->mode == PROBE_EXTRACT_HEADER) {

@@ -73,6 +73,28 @@ static int extract(probe_worker *w, probe_slot *sl)
     return got > 0 && probe_valid_version(sl->ver, sl->verlen);
 }
 
+/* The version an error response names (its body or header as the
+ * extraction reads them, else the served_by header): its index in the
+ * tally, or -1 when none (or the tally is full). */
+static int error_version(probe_worker *w, probe_slot *sl, int outcome, int is_2xx)
+{
+    const probe_config *c = w->s->cfg;
+    const char *v = NULL;
+    size_t len = 0;
+    if (outcome == PROBE_OUT_RESPONSE && !is_2xx) {
+        if (c->mode == PROBE_EXTRACT_JSON &&
+            probe_extract_json(c, sl->http.body, sl->http.body_len, sl->ver, &sl->verlen))
+            v = sl->ver, len = sl->verlen;
+        else if (c->mode == PROBE_EXTRACT_HEADER && sl->have_ver)
+            v = sl->ver, len = sl->verlen;
+    }
+    if (v == NULL && outcome < 0 && sl->have_by)
+        v = sl->by, len = sl->bylen;
+    if (v == NULL)
+        return -1;
+    return probe_tally_version(w->r, v, len);
+}
+
 int probe_finish(probe_worker *w, probe_slot *sl, int outcome, double now)
 {
     const probe_config *c = w->s->cfg;
@@ -80,13 +102,14 @@ int probe_finish(probe_worker *w, probe_slot *sl, int outcome, double now)
     double dt = (now - sl->t_start) * 1e6;
     uint32_t us = dt <= 0 ? 0 : dt >= (double)UINT32_MAX ? UINT32_MAX : (uint32_t)dt;
     int32_t what = 0;
-    int kind = -1;
+    int kind = -1, vidx = -1;
 
     if (outcome < 0) {
         long status = sl->http.status;
+        int is_2xx = status >= 200 && status <= 299;
         if (status > 0 && status < PROBE_STATUS_MAX)
             r->status_counts[status]++;
-        if (status >= 200 && status <= 299) {
+        if (is_2xx) {
             int got = 0;
             if (outcome == PROBE_OUT_RESPONSE && (got = extract(w, sl)) < 0)
                 return -1;
@@ -99,6 +122,10 @@ int probe_finish(probe_worker *w, probe_slot *sl, int outcome, double now)
                 if (idx >= 0) {
                     what = idx;
                     r->counts[idx]++;
+                    if (probe_tally_served(r, idx, us) != 0) {
+                        probe_fail(w, PROBE_FAILED, "out of memory");
+                        return -1;
+                    }
                 } else {
                     kind = PROBE_PARSE; /* more distinct versions than we keep */
                 }
@@ -112,11 +139,19 @@ int probe_finish(probe_worker *w, probe_slot *sl, int outcome, double now)
         } else {
             kind = PROBE_OTHER;
         }
+        if (kind >= 0)
+            vidx = error_version(w, sl, outcome, is_2xx);
     } else {
         kind = outcome;
     }
+    if (vidx == -2) {
+        probe_fail(w, PROBE_FAILED, "out of memory");
+        return -1;
+    }
     if (kind >= 0) {
         r->errors[kind]++;
+        if (vidx >= 0)
+            r->verrors[vidx][kind]++;
         what = -(kind + 1);
     }
     r->completed++;

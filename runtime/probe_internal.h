@@ -65,6 +65,9 @@ struct probe_slot {
     char ver[PROBE_VERSION_MAX + 1];
     size_t verlen;
     int have_ver;
+    char by[PROBE_VERSION_MAX + 1]; /* the served_by header's version */
+    size_t bylen;
+    int have_by;
     probe_slot *prev, *next; /* requests in flight, by deadline */
 };
 

@@ -36,6 +36,25 @@ int probe_tally_latency(probe_result *r, uint32_t us)
     return 0;
 }
 
+static int append_u32(uint32_t **a, size_t *n, size_t *cap, uint32_t v)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 256;
+        uint32_t *p = realloc(*a, c * sizeof *p);
+        if (p == NULL)
+            return -1;
+        *a = p;
+        *cap = c;
+    }
+    (*a)[(*n)++] = v;
+    return 0;
+}
+
+int probe_tally_served(probe_result *r, int idx, uint32_t us)
+{
+    return append_u32(&r->vlat[idx], &r->nvlat[idx], &r->capvlat[idx], us);
+}
+
 int probe_tally_sample(probe_result *r, int32_t what, uint32_t us)
 {
     if (r->nsamples == r->cap_samples) {
@@ -71,6 +90,17 @@ int probe_result_merge(probe_result *res, const probe_result *r)
         if (idx < 0)
             return -1;
         res->counts[idx] += r->counts[i];
+        for (int k = 0; k < PROBE_NKINDS; k++)
+            res->verrors[idx][k] += r->verrors[i][k];
+        if (r->nvlat[i] > 0) {
+            size_t n = res->nvlat[idx] + r->nvlat[i];
+            uint32_t *p = realloc(res->vlat[idx], n * sizeof *p);
+            if (p == NULL)
+                return -1;
+            memcpy(p + res->nvlat[idx], r->vlat[i], r->nvlat[i] * sizeof *p);
+            res->vlat[idx] = p;
+            res->nvlat[idx] = res->capvlat[idx] = n;
+        }
     }
     if (r->nlatency > 0) {
         uint32_t *p = realloc(res->latency_us, (res->nlatency + r->nlatency) * sizeof *p);
@@ -93,6 +123,10 @@ void probe_result_move(probe_result *res, probe_result *r)
     res->nversions = r->nversions;
     memcpy(res->versions, r->versions, r->nversions * sizeof r->versions[0]);
     memcpy(res->counts, r->counts, r->nversions * sizeof r->counts[0]);
+    memcpy(res->verrors, r->verrors, r->nversions * sizeof r->verrors[0]);
+    memcpy(res->vlat, r->vlat, r->nversions * sizeof r->vlat[0]);
+    memcpy(res->nvlat, r->nvlat, r->nversions * sizeof r->nvlat[0]);
+    memcpy(res->capvlat, r->capvlat, r->nversions * sizeof r->capvlat[0]);
     res->latency_us = r->latency_us;
     res->nlatency = r->nlatency;
     res->cap_latency = r->cap_latency;
@@ -104,8 +138,12 @@ void probe_result_move(probe_result *res, probe_result *r)
 
 void probe_result_free(probe_result *res)
 {
-    for (size_t i = 0; i < res->nversions; i++)
+    for (size_t i = 0; i < res->nversions; i++) {
         free(res->versions[i]);
+        free(res->vlat[i]);
+        res->vlat[i] = NULL;
+        res->nvlat[i] = res->capvlat[i] = 0;
+    }
     res->nversions = 0;
     free(res->latency_us);
     res->latency_us = NULL;
@@ -115,21 +153,35 @@ void probe_result_free(probe_result *res)
     res->nsamples = res->cap_samples = 0;
 }
 
-double probe_percentile_ms(const probe_result *res, double p)
+/* Nearest rank over n sorted latencies. */
+static double rank_ms(const uint32_t *a, size_t n, double p)
 {
     size_t rank;
-    if (res->nlatency == 0)
+    if (n == 0)
         return 0;
-    rank = (size_t)((double)res->nlatency * p + 0.999999999);
+    rank = (size_t)((double)n * p + 0.999999999);
     if (rank < 1)
         rank = 1;
-    if (rank > res->nlatency)
-        rank = res->nlatency;
-    return res->latency_us[rank - 1] / 1000.0;
+    if (rank > n)
+        rank = n;
+    return a[rank - 1] / 1000.0;
+}
+
+double probe_percentile_ms(const probe_result *res, double p)
+{
+    return rank_ms(res->latency_us, res->nlatency, p);
+}
+
+double probe_vpercentile_ms(const probe_result *res, int idx, double p)
+{
+    return rank_ms(res->vlat[idx], res->nvlat[idx], p);
 }
 
 void probe_result_sort(probe_result *res)
 {
     if (res->nlatency > 1)
         qsort(res->latency_us, res->nlatency, sizeof res->latency_us[0], by_u32);
+    for (size_t i = 0; i < res->nversions; i++)
+        if (res->nvlat[i] > 1)
+            qsort(res->vlat[i], res->nvlat[i], sizeof res->vlat[i][0], by_u32);
 }

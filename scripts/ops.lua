@@ -106,11 +106,13 @@ function commands.update_traffic()
   local list = svc:traffic()
   ui.print("New Traffic Distribution:")
   ui.traffic(traffic_rows(list))
-  local ok = svc:confirm(res.weights)
+  local ok, last, why = svc:confirm(res.weights)
   if ok then
     ui.ok("the gateway serves the new weights")
+    local bad, why_errors = require("rollout.verify").version_errors(last, 0)
+    if #bad > 0 then ui.warn("errors in the confirming sample: " .. why_errors) end
   else
-    ui.fail("the new weights are not in effect at " .. svc:probe_url())
+    ui.fail(why.message .. " (at " .. svc:probe_url() .. ")")
     os.exit(1)
   end
 end

@@ -44,7 +44,7 @@ enum probe_kind {
     PROBE_TIMEOUT,     /* the per-request timeout passed */
     PROBE_HTTP_4XX,    /* a 4xx response (whatever its body) */
     PROBE_HTTP_5XX,    /* a 5xx response (whatever its body) */
-    PROBE_PARSE,       /* a 2xx response without a version */
+    PROBE_PARSE,       /* a 2xx response without a version (or a body over the cap) */
     PROBE_OTHER,       /* anything else: 1xx/3xx, reset, malformed, TLS, ... */
     PROBE_NKINDS
 };
@@ -97,6 +97,9 @@ typedef struct probe_config {
     enum probe_mode mode;
     char json_path[PROBE_JSON_DEPTH][64]; /* segments, "" terminated */
     char header_name[128];
+    /* a header naming the version that answered, read from every response
+     * (errors included) when the extraction gives none: "" = none */
+    char served_by[128];
     probe_extract_fn extract;
     void *extract_ud;
     probe_progress_fn progress;
@@ -121,6 +124,12 @@ typedef struct probe_result {
     uint64_t counts[PROBE_MAX_VERSIONS];
     uint64_t errors[PROBE_NKINDS];
     uint64_t status_counts[PROBE_STATUS_MAX];
+    /* errors attributed to the version that answered (an error body or
+     * the served_by header naming it); the rest are unattributed */
+    uint64_t verrors[PROBE_MAX_VERSIONS][PROBE_NKINDS];
+    /* latencies of the requests each version served, sorted after the run */
+    uint32_t *vlat[PROBE_MAX_VERSIONS];
+    size_t nvlat[PROBE_MAX_VERSIONS], capvlat[PROBE_MAX_VERSIONS];
     uint32_t *latency_us;    /* completed requests, sorted after the run */
     size_t nlatency, cap_latency;
     probe_sample *samples;
@@ -234,13 +243,15 @@ void probe_http_free(probe_http *p);
 int probe_tally_version(probe_result *r, const char *v, size_t len);
 /* Appends a latency / a sample; -1 when out of memory. */
 int probe_tally_latency(probe_result *r, uint32_t us);
+/* Appends the latency of a request version idx served; -1 when out of memory. */
+int probe_tally_served(probe_result *r, int idx, uint32_t us);
 int probe_tally_sample(probe_result *r, int32_t what, uint32_t us);
 /* Adds from's counts, errors, statuses, versions and latencies to into
  * (not samples: version indexes differ). -1 when out of memory. */
 int probe_result_merge(probe_result *into, const probe_result *from);
 /* Moves everything of from into an empty into; from is left empty. */
 void probe_result_move(probe_result *into, probe_result *from);
-/* Sorts the latencies (for probe_percentile_ms). */
+/* Sorts the latencies (for probe_percentile_ms / probe_vpercentile_ms). */
 void probe_result_sort(probe_result *res);
 
 /* ---- runtime/probe_engine.c ---- */
@@ -254,5 +265,7 @@ void probe_result_free(probe_result *res);
 /* The nearest-rank percentile (0 < p <= 1) of the sorted latencies, in
  * milliseconds. */
 double probe_percentile_ms(const probe_result *res, double p);
+/* The same over the latencies version idx served. */
+double probe_vpercentile_ms(const probe_result *res, int idx, double p);
 
 #endif

@@ -73,6 +73,7 @@ config.spec = S.object {
     probe_path = S.string { default = "/api/version", check = http_path },
     version_header = S.string { default = "x-version", check = header_name },
     version_field = S.string { default = "version", check = nonempty },
+    served_by_header = S.string { default = "X-Served-By", check = header_name },
     target = S.string { one_of = { "local", "kubernetes" } },
     ["local"] = S.object {
       default = {},

@@ -118,6 +118,8 @@ function Service:probe(opts)
     timeout = opts.timeout or 2,
     headers = headers,
     extract = "json:" .. self.config.version_field,
+    served_by = self.config.served_by_header,
+    latencies = opts.latencies,
     deadline = opts.deadline or 120,
     on_progress = bar and function(done, total) bar.update(done, total) end or nil,
   }
@@ -132,17 +134,58 @@ local function weight_map(w)
   return m
 end
 
+--- Where TRAFFIC.yaml, what rollout last applied and what the gateway (or
+-- route) holds disagree: nil when they agree (or the target cannot tell),
+-- else { differences = {"..."}, repair = "the command that repairs it" }.
+function Service:drift()
+  local t = self.target
+  if type(t.drift) ~= "function" then return nil end
+  return t:drift()
+end
+
+-- The weights the gateway holds now, as a comparable string (nil when the
+-- target cannot say).
+local function gateway_snapshot(svc)
+  local ok, gw = pcall(svc.target.gateway_weights, svc.target)
+  if not ok or type(gw) ~= "table" then return nil end
+  local keys = {}
+  for v in pairs(gw) do keys[#keys + 1] = v end
+  table.sort(keys)
+  local parts = {}
+  for _, v in ipairs(keys) do parts[#parts + 1] = v .. "=" .. tostring(gw[v]) end
+  return table.concat(parts, " ")
+end
+
 --- Probes and judges the split against `weights` (default: TRAFFIC.yaml).
 -- Returns the verdict (see rollout.verify) with .result and .weights.
+-- Checked against TRAFFIC.yaml, a gateway that holds other weights fails at
+-- once, naming both and the command that applies the file; weights that
+-- change while the probe runs make the verdict say so (failure "changed")
+-- instead of judging a sample that mixes two splits.
 function Service:check_split(weights, opts)
   opts = opts or {}
   local w = weights and weight_map(weights) or traffic.to_map((self.target:traffic()))
   if not next(w) then errors.fail(self.name .. ": no weights to check (TRAFFIC.yaml is empty)") end
+  if not weights and not self.opts.endpoint then
+    local d = self:drift()
+    if d then
+      local v = { ok = false, failure = "drift", weights = w, rows = {}, n = 0, errors = 0,
+                  reason = table.concat(d.differences, "; ") .. "; " .. d.repair, drift = d }
+      return verify.verdict(v)
+    end
+  end
   local n = verify.plan(w, opts)
+  local before = gateway_snapshot(self)
   local res = self:probe { n = verify.requests(w, opts), label = opts.label or "split" }
+  local after = gateway_snapshot(self)
   local v = verify.split(res, w, { planned = n, alpha = opts.alpha, error_budget = opts.error_budget,
                                    confidence = opts.confidence })
   v.result, v.weights = res, w
+  if before and after and before ~= after then
+    v.ok, v.failure = false, "changed"
+    v.reason = string.format("the gateway's weights changed while the probe ran (%s, then %s): " ..
+      "the sample mixes two splits, so it is not judged; run the check again", before, after)
+  end
   return v
 end
 
@@ -166,31 +209,55 @@ end
 
 --- After a weight change: confirms the new weights are in effect at the
 -- endpoint instead of sleeping. Versions just set to 0 must receive none of
--- a confirming sample; versions with weight must receive some. Retries
--- until `timeout` (default 10 s). Returns the last probe result.
+-- a confirming sample (a request a version answered with an error counts:
+-- it was routed there); versions with at least 10% of the weight must
+-- receive some. Retries until `timeout` (default 10 s).
+-- Returns ok, the last probe result, and when not ok a table
+-- { cause = "not_in_effect" | "requests_failed", message = "..." }: errors
+-- are never taken for weights that are not in effect. With ok, the caller
+-- judges the errors of the sample (res.errors_by_version) itself.
 function Service:confirm(weights, opts)
   opts = opts or {}
   local w = weights and weight_map(weights) or traffic.to_map((self.target:traffic()))
   local deadline = time.now() + (opts.timeout or 10)
   local n = opts.n or 200
-  local last
+  local total = 0
+  for _, x in pairs(w) do total = total + x end
+  local last, why
   repeat
     local res = self:probe { n = n, label = "confirming", quiet = true }
     last = res
-    local fine = true
-    for v, c in pairs(res.counts) do
-      if (w[v] or 0) == 0 and c > 0 then fine = false end
+    local per = verify.per_version(res)
+    local routed, wrong, missing = 0, {}, {}
+    for v, e in pairs(per) do
+      routed = routed + e.routed
+      if (w[v] or 0) == 0 and e.routed > 0 then
+        wrong[#wrong + 1] = string.format("%s (%s) received %d", v, w[v] and "weight 0" or "not in the weights",
+          e.routed)
+      end
     end
     for v, weight in pairs(w) do
-      -- a version with at least 10% of the weight must show up in the sample
-      local total = 0
-      for _, x in pairs(w) do total = total + x end
-      if weight / total >= 0.1 and (res.counts[v] or 0) == 0 then fine = false end
+      if total > 0 and weight / total >= 0.1 and not per[v] then missing[#missing + 1] = v end
     end
-    if fine and (res.error_total or 0) == 0 then return true, res end
+    table.sort(wrong)
+    table.sort(missing)
+    if routed < n / 2 then
+      -- too few requests reached any version to tell where the weights are
+      why = { cause = "requests_failed", message = string.format(
+        "requests failed: %d of %d confirming requests reached no version (%s)", res.sent - routed, res.sent,
+        verify.kinds_text(res.errors or {})) }
+    elseif #wrong > 0 or #missing > 0 then
+      local parts = {}
+      if #wrong > 0 then parts[#parts + 1] = table.concat(wrong, ", ") end
+      if #missing > 0 then parts[#parts + 1] = "no request reached " .. table.concat(missing, ", ") end
+      why = { cause = "not_in_effect", message = "the new weights are not in effect at the gateway: " ..
+        table.concat(parts, "; ") }
+    else
+      return true, res
+    end
     time.sleep(0.05)
   until time.now() > deadline
-  return false, last
+  return false, last, why
 end
 
 return service

@@ -75,24 +75,12 @@ function Step:set_weights(w)
   ui.print("New Traffic Distribution:")
   ui.traffic(rows)
   local t0 = time.now()
-  local ok, last = self.service:confirm(res.weights)
+  local ok, last, why = self.service:confirm(res.weights)
   self.report.requests = self.report.requests + (last and last.sent or 0)
-  if not ok then
-    local wrong, seen = {}, {}
-    for v, c in pairs(last and last.counts or {}) do
-      seen[#seen + 1] = v .. "=" .. c
-      if (res.weights[v] or 0) == 0 then
-        wrong[#wrong + 1] = string.format("%s (%s) served %d", v,
-          res.weights[v] and "weight 0" or "not in the weights", c)
-      end
-    end
-    table.sort(seen)
-    table.sort(wrong)
-    local why = #wrong > 0 and table.concat(wrong, ", ") or ("last sample: " .. table.concat(seen, " "))
-    if last and (last.error_total or 0) > 0 then why = why .. string.format(", %d errors", last.error_total) end
-    errors.fail("the new weights are not in effect at the gateway: " .. why)
-  end
+  if not ok then errors.fail(why.message) end
   ui.ok(string.format("weights in effect at the gateway (confirmed in %.0f ms)", 1000 * (time.now() - t0)))
+  local bad, why_errors = require("rollout.verify").version_errors(last, 0)
+  if #bad > 0 then ui.warn("errors in the confirming sample: " .. why_errors) end
   return res
 end
 

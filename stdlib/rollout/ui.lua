@@ -142,6 +142,11 @@ function ui.verdict_lines(v)
     { title = "observed", right = true }, { title = string.format("%g%% CI", 100 * (v.confidence or 0.99)) },
     { title = "count", right = true },
   }
+  local with_errors = false
+  for _, r in ipairs(v.rows or {}) do
+    if (r.errors or 0) > 0 then with_errors = true end
+  end
+  if with_errors then headers[#headers + 1] = { title = "errors", right = true } end
   local rows = {}
   for _, r in ipairs(v.rows or {}) do
     local ci = r.ci_low and string.format("[%s, %s]", percent(r.ci_low), percent(r.ci_high)) or ""
@@ -149,6 +154,10 @@ function ui.verdict_lines(v)
       r.version, r.weight ~= nil and tostring(r.weight) or "-",
       r.expected and percent(r.expected) or "-", percent(r.observed or 0), ci, tostring(r.count or 0),
     }
+    if with_errors then
+      local e = r.errors or 0
+      rows[#rows][7] = e > 0 and string.format("%d (%s)", e, percent(e / math.max(1, r.count or 0))) or "0"
+    end
   end
   local lines = ui.table(headers, rows)
   local summary = string.format("  n=%d  p=%s%s  errors=%d", v.n or 0, fmt_p(v.p_value),

@@ -29,6 +29,13 @@ verify.defaults = {
   min_requests = 100,   -- never judge on fewer
 }
 
+--- Verdicts carry this metatable (__name "rollout.verdict"), so the REPL
+-- and reports can tell them from other tables.
+verify.Verdict = { __name = "rollout.verdict" }
+
+--- Marks a table as a verdict and returns it.
+function verify.verdict(v) return setmetatable(v, verify.Verdict) end
+
 local function option(opts, key)
   local v = opts and opts[key]
   if v == nil then v = verify.defaults[key] end
@@ -114,6 +121,53 @@ local function served_total(result)
   return n
 end
 
+--- Per version, the requests the gateway routed to it: those it served and
+-- those it answered with an error (attributed by the probe). Returns
+-- { [version] = { routed =, served =, errors =, kinds = {kind = n} } }.
+function verify.per_version(result)
+  local out = {}
+  for v, c in pairs(result.counts or {}) do out[v] = { routed = c, served = c, errors = 0, kinds = {} } end
+  for v, kinds in pairs(result.errors_by_version or {}) do
+    local e = out[v] or { routed = 0, served = 0, errors = 0, kinds = {} }
+    for k, c in pairs(kinds) do
+      e.kinds[k] = c
+      e.errors = e.errors + c
+    end
+    e.routed = e.served + e.errors
+    out[v] = e
+  end
+  return out
+end
+
+local function kinds_text(kinds)
+  local list = {}
+  for _, k in ipairs(sorted_keys(kinds)) do
+    if kinds[k] > 0 then list[#list + 1] = k .. "=" .. kinds[k] end
+  end
+  return table.concat(list, " ")
+end
+verify.kinds_text = kinds_text
+
+--- The versions whose own error rate is over `budget`: a list of
+-- { version =, errors =, routed =, rate =, kinds = } (sorted by version) and
+-- a message naming each, e.g. "v2: 60 of 1723 requests failed (3.5%,
+-- budget 1.0%; http_5xx=60)".
+function verify.version_errors(result, budget)
+  local bad, parts = {}, {}
+  local per = verify.per_version(result)
+  for _, v in ipairs(sorted_keys(per)) do
+    local e = per[v]
+    if e.errors > 0 and e.errors > budget * e.routed then
+      bad[#bad + 1] = { version = v, errors = e.errors, routed = e.routed, rate = e.errors / e.routed,
+                        kinds = e.kinds }
+      parts[#parts + 1] = string.format("%s: %d of %d requests failed (%s, budget %s; %s)", v, e.errors,
+        e.routed, string.format("%.1f%%", 100 * e.errors / e.routed), string.format("%.1f%%", 100 * budget),
+        kinds_text(e.kinds))
+    end
+  end
+  return bad, table.concat(parts, "; ")
+end
+
 local function pct(x) return string.format("%.1f%%", 100 * x) end
 
 --- Judges a probe result against weights. Returns a verdict:
@@ -124,15 +178,22 @@ function verify.split(result, weights, opts)
   local alpha, confidence = option(opts, "alpha"), option(opts, "confidence")
   local budget = option(opts, "error_budget")
   local planned = (opts and opts.planned) or verify.plan(weights, opts)
-  local counts = result.counts or {}
-  local n = served_total(result)
+  -- the split is the gateway's routing: a request a version answered with
+  -- an error was routed to it all the same
+  local per = verify.per_version(result)
+  local counts = {}
+  for name, e in pairs(per) do counts[name] = e.routed end
   local kinds, errors = error_kinds(result)
-  local attempted = n + errors
+  local n = 0
+  for _, c in pairs(counts) do n = n + c end
+  local unattributed = errors - (n - served_total(result))
+  local attempted = n + unattributed
 
   local v = {
     ok = false, n = n, errors = errors, error_kinds = kinds, error_budget = budget,
     alpha = alpha, confidence = confidence, planned = planned, rows = {},
-    attempted = attempted,
+    attempted = attempted, errors_by_version = result.errors_by_version or {},
+    errors_unattributed = unattributed,
   }
 
   -- rows: every weighted version, then anything unexpected that served
@@ -145,6 +206,7 @@ function verify.split(result, weights, opts)
     v.rows[#v.rows + 1] = {
       version = e.name, weight = e.weight, expected = e.weight / total_weight,
       observed = n > 0 and c / n or 0, count = c, ci_low = lo, ci_high = hi,
+      errors = per[e.name] and per[e.name].errors or 0,
     }
     observed_list[i], shares[i] = c, e.weight
   end
@@ -154,7 +216,7 @@ function verify.split(result, weights, opts)
       local c = counts[name]
       local lo, hi = stats.wilson(c, n, confidence)
       v.rows[#v.rows + 1] = { version = name, expected = 0, observed = c / n, count = c,
-                              ci_low = lo, ci_high = hi }
+                              ci_low = lo, ci_high = hi, errors = per[name].errors }
       unexpected[#unexpected + 1] = string.format("%s (not in the weights) served %d", name, c)
     end
   end
@@ -164,23 +226,36 @@ function verify.split(result, weights, opts)
   for _, e in ipairs(list) do
     local c = counts[e.name] or 0
     if e.weight == 0 and c > 0 then
-      leaks[#leaks + 1] = string.format("%s has weight 0 but served %d request%s", e.name, c,
-        c == 1 and "" or "s")
+      local errs = per[e.name] and per[e.name].errors or 0
+      leaks[#leaks + 1] = string.format("%s has weight 0 but served %d request%s%s", e.name, c,
+        c == 1 and "" or "s", errs > 0 and string.format(" (%d answered with errors)", errs) or "")
     end
   end
   for _, u in ipairs(unexpected) do leaks[#leaks + 1] = u end
   if #leaks > 0 then
     v.reason = table.concat(leaks, "; ")
     v.failure = "leak"
-    return v
+    return verify.verdict(v)
   end
 
-  -- 2. errors against the budget, reported separately from the split
-  if attempted > 0 and errors > budget * attempted then
-    v.reason = string.format("errors: %d of %d requests failed (%s, budget %s)", errors, attempted,
-      pct(errors / attempted), pct(budget))
+  -- 2. errors against the budget, reported separately from the split: each
+  --    version's own errors (a version failing 20% of its requests must not
+  --    hide in a small share), then all of them
+  local bad, why = verify.version_errors(result, budget)
+  if #bad > 0 then
+    v.reason = "errors: " .. why
     v.failure = "errors"
-    return v
+    v.failing_versions = bad
+    return verify.verdict(v)
+  end
+  if attempted > 0 and errors > budget * attempted then
+    v.reason = string.format("errors: %d of %d requests failed (%s, budget %s; %s)", errors, attempted,
+      pct(errors / attempted), pct(budget), kinds_text(kinds))
+    if unattributed > 0 then
+      v.reason = v.reason .. string.format("; %d not attributable to a version", unattributed)
+    end
+    v.failure = "errors"
+    return verify.verdict(v)
   end
 
   -- 3. the goodness of fit (computed before the sample-size check so that a
@@ -195,20 +270,20 @@ function verify.split(result, weights, opts)
     v.reason = string.format("sample too small: %d served, the plan needs %d for %s power", n,
       planned, pct(option(opts, "power")))
     v.failure = "sample"
-    return v
+    return verify.verdict(v)
   end
 
   if v.p_value and v.p_value < alpha then
     v.reason = string.format("split differs from the weights (p=%s < α=%g)",
       require("rollout.ui").format_p(v.p_value), alpha)
     v.failure = "split"
-    return v
+    return verify.verdict(v)
   end
 
   v.ok = true
   v.summary = string.format("split matches the weights (n=%d, p=%s)", n,
     require("rollout.ui").format_p(v.p_value or 1))
-  return v
+  return verify.verdict(v)
 end
 
 --- Header routing: every request must be served by `version`.
@@ -239,7 +314,7 @@ function verify.header(result, version, opts)
     v.reason = string.format("requests for %s were served by another version: %s", version,
       table.concat(others, ", "))
     v.failure = "misrouted"
-    return v
+    return verify.verdict(v)
   end
   if errors > budget * (n + errors) then
     local list = {}
@@ -249,16 +324,16 @@ function verify.header(result, version, opts)
     v.reason = string.format("errors: %d of %d requests for %s failed (%s)", errors, n + errors,
       version, table.concat(list, " "))
     v.failure = "errors"
-    return v
+    return verify.verdict(v)
   end
   if n < planned or n == 0 then
     v.reason = string.format("sample too small: %d served, need %d", n, math.max(planned, 1))
     v.failure = "sample"
-    return v
+    return verify.verdict(v)
   end
   v.ok = true
   v.summary = string.format("all %d requests with the header were served by %s", n, version)
-  return v
+  return verify.verdict(v)
 end
 
 --- A version that must be unreachable (deleted or down): every request with
@@ -274,12 +349,12 @@ function verify.unavailable(result, version)
     v.reason = string.format("requests for %s were served (%s); expected every one to fail",
       version, table.concat(served, " "))
     v.failure = "served"
-    return v
+    return verify.verdict(v)
   end
   if errors == 0 then
     v.reason = "no requests were made"
     v.failure = "sample"
-    return v
+    return verify.verdict(v)
   end
   v.ok = true
   v.summary = string.format("all %d requests for %s failed as expected (%s)", errors, version,
@@ -288,7 +363,7 @@ function verify.unavailable(result, version)
       for _, k in ipairs(sorted_keys(kinds)) do if kinds[k] > 0 then l[#l + 1] = k .. "=" .. kinds[k] end end
       return table.concat(l, " ")
     end)())
-  return v
+  return verify.verdict(v)
 end
 
 return verify

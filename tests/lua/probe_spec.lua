@@ -166,6 +166,37 @@ describe("rollout.probe", function()
     assert.equal(0, r.served)
   end)
 
+  it("attributes each error to the version that answered (body, or the served_by header)", function()
+    local bad = fixture.demo { version = "v3", args = { "--error-rate", "0.3" } }
+    finally(function() fixture.stop(bad) end)
+    -- the JSON field of the error body names v3
+    local r = assert(probe.run { url = bad.url .. "/api/version", n = 1000, concurrency = 8, latencies = true })
+    check_buckets(r)
+    assert.is_true(r.errors.http_5xx > 200 and r.errors.http_5xx < 400, tostring(r.errors.http_5xx))
+    assert.same({ http_5xx = r.errors.http_5xx }, r.errors_by_version.v3)
+    assert.equal(0, r.errors_unattributed)
+    assert.equal(r.served, r.by_version.v3.served)
+    assert.equal(r.errors.http_5xx, r.by_version.v3.error_total)
+    assert.equal(r.served, #r.latencies.v3)
+    for i = 2, #r.latencies.v3 do assert.is_true(r.latencies.v3[i - 1] <= r.latencies.v3[i]) end
+    assert.is_number(r.by_version.v3.latency_ms.p99)
+    -- read for another field, the 404 body names no version: only the
+    -- served_by header can name v3
+    r = assert(probe.run { url = bad.url .. "/nope", n = 30, concurrency = 4, extract = "json:nofield" })
+    assert.equal(30, r.errors_unattributed)
+    assert.is_nil(next(r.errors_by_version))
+    r = assert(probe.run { url = bad.url .. "/nope", n = 30, concurrency = 4, extract = "json:nofield",
+                           served_by = "X-Served-By" })
+    assert.equal(0, r.errors_unattributed)
+    assert.same({ http_4xx = 30 }, r.errors_by_version.v3)
+    assert.is_nil(r.counts.v3) -- answered only errors: served nothing
+    -- transport errors name no version
+    r = assert(probe.run { url = "http://127.0.0.1:" .. fixture.free_port() .. "/", n = 5, served_by = "X-Served-By" })
+    assert.equal(5, r.errors.connect)
+    assert.equal(5, r.errors_unattributed)
+    assert.has_error(function() probe.run { url = bad.url, n = 1, served_by = "bad header" } end)
+  end)
+
   it("counts 404s as http_4xx", function()
     local r = assert(probe.run { url = gw.url .. "/no/such/path", n = 100 })
     check_buckets(r)
@@ -431,7 +462,10 @@ describe("rollout.probe", function()
         local r = assert(probe.run { url = raw.url .. "/" .. mode .. "/head-" .. mode, n = 20, concurrency = 2,
           method = "HEAD", extract = "header:x-version" })
         assert.equal(20, r.served)
-        assert.equal(2, stats("head-" .. mode).connections)
+        -- kept alive: at most one connection per slot (a loaded machine may
+        -- finish all 20 on the first before the second connects)
+        local c = stats("head-" .. mode).connections
+        assert.is_true(c >= 1 and c <= 2, "connections: " .. c)
       end
     end)
 

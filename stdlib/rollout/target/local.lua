@@ -403,6 +403,63 @@ function Local:endpoint()
   return string.format("http://127.0.0.1:%d%s", st.gateway_port, self.cfg.probe_path)
 end
 
+local function weights_text(names, map)
+  local parts = {}
+  for _, v in ipairs(names) do parts[#parts + 1] = v .. "=" .. tostring(map[v] or 0) end
+  return table.concat(parts, " ")
+end
+
+--- Where the three views of the weights disagree: TRAFFIC.yaml (desired),
+-- the state (what rollout last applied) and the gateway (what HAProxy
+-- holds). nil when they agree; else { differences = {...}, repair = "..." }.
+function Local:drift()
+  local st = self:load_state()
+  if not next(st.versions) then return nil end
+  local names = self:deployed_names(st)
+  local ok, list = pcall(self.traffic, self)
+  if not ok then return nil end -- a broken TRAFFIC.yaml is reported where it is read
+  local desired, recorded = {}, {}
+  for _, v in ipairs(names) do recorded[v] = st.versions[v].weight or 0 end
+  for _, e in ipairs(list) do desired[e.name] = e.weight end
+  local diffs, repair = {}, nil
+  local differs = false
+  for _, v in ipairs(names) do
+    if (desired[v] or 0) ~= recorded[v] then differs = true end
+  end
+  for _, e in ipairs(list) do
+    if e.weight > 0 and not st.versions[e.name] then
+      diffs[#diffs + 1] = string.format("TRAFFIC.yaml gives %s weight %d but %s is not deployed", e.name, e.weight,
+        e.name)
+      repair = repair or string.format("deploy it (rollout scripts/ops.lua start %s %s) or set its weight to 0",
+        self.name, e.name)
+    end
+  end
+  if differs then
+    diffs[#diffs + 1] = string.format("the gateway is not at TRAFFIC.yaml's weights (TRAFFIC.yaml: %s; applied: %s)",
+      weights_text(names, desired), weights_text(names, recorded))
+    repair = string.format("apply the file with: rollout scripts/ops.lua update_traffic %s", self.name)
+  end
+  if self.gateway:running() then
+    local gw = self.gateway:weights(self.name)
+    local want = haproxy.scale(recorded)
+    local bad = gw == nil
+    for _, v in ipairs(names) do
+      if gw and gw[v] ~= want[v] then bad = true end
+    end
+    if bad then
+      diffs[#diffs + 1] = string.format("the gateway holds %s, not the applied %s (changed behind rollout's back?)",
+        gw and weights_text(names, gw) or "no weights", weights_text(names, want))
+      repair = repair or string.format("restore them with: rollout scripts/ops.lua update_traffic %s", self.name)
+    end
+  elseif st.gateway_port then
+    diffs[#diffs + 1] = "the gateway is not running"
+    repair = repair or string.format("any rollout command restarts it, e.g. rollout scripts/ops.lua ping %s",
+      self.name)
+  end
+  if #diffs == 0 then return nil end
+  return { differences = diffs, repair = repair, traffic = desired, applied = recorded }
+end
+
 --- The weights the gateway reports (HAProxy scale), for checks.
 function Local:gateway_weights()
   if not self.gateway:running() then return nil end
