@@ -21,7 +21,7 @@ commands:
   delete_service SERVICE        remove every version, route and state of SERVICE
 
 options:
-  --json           machine-readable output (list, ping, test_traffic, test_version)
+  --json           machine-readable output on stdout (every command; messages go to stderr)
   --wait           wait for another rollout working on SERVICE instead of failing
   --force          delete_version: drain a version that still has weight first
   --restart        start: restart a version that is already running
@@ -40,7 +40,14 @@ if not command then errors.refuse("no command given\n" .. usage) end
 local needs_version = { start = true, delete_version = true, test_version = true }
 local known = { start = true, list = true, update_traffic = true, ping = true, test_traffic = true,
                 test_version = true, delete_version = true, delete_service = true }
-if not known[command] then errors.refuse(string.format("unknown command %q\n%s", command, usage)) end
+if not known[command] then
+  local names = {}
+  for k in pairs(known) do names[#names + 1] = k end
+  table.sort(names)
+  errors.refuse(string.format("unknown command %q%s\n%s", command, cli.suggest(command, names), usage))
+end
+-- with --json, stdout carries exactly one JSON document: messages go to stderr
+if opts.json then ui.set_output(io.stderr) end
 if not name then errors.refuse(command .. " needs a SERVICE\n" .. usage) end
 if needs_version[command] and not version then errors.refuse(command .. " needs a VERSION\n" .. usage) end
 
@@ -65,10 +72,19 @@ local commands = {}
 function commands.start()
   ui.print(string.format("Deploying %s %s on the %s target...", name, version, svc.target_name))
   local info = svc:deploy(version, { restart = opts.restart })
+  if opts.json then
+    emit_json { service = name, target = svc.target_name, version = version, started = info.started == true,
+                restarted = info.restarted == true, weight = info.weight or 0, pid = info.pid or json.null,
+                port = info.port or json.null, release = info.release or json.null }
+  end
   local where = info.release and ("release " .. info.release)
     or string.format("pid %s, port %s", tostring(info.pid or "-"), tostring(info.port or "-"))
-  if info.started then
-    ui.ok(string.format("%s running (%s), weight 0 until traffic is given to it", version, where))
+  if info.started and (info.weight or 0) > 0 then
+    ui.ok(string.format("%s %s (%s), back at weight %d", version, info.restarted and "restarted" or "running",
+      where, info.weight))
+  elseif info.started then
+    ui.ok(string.format("%s %s (%s), weight 0 until traffic is given to it", version,
+      info.restarted and "restarted" or "running", where))
   else
     ui.ok(string.format("%s was already running (%s)", version, where))
   end
@@ -105,16 +121,23 @@ function commands.update_traffic()
   local res = svc:apply_traffic()
   local list = svc:traffic()
   ui.print("New Traffic Distribution:")
-  ui.traffic(traffic_rows(list))
+  local rows = traffic_rows(list)
+  ui.traffic(rows)
   local ok, last, why = svc:confirm(res.weights)
+  local bad, why_errors = require("rollout.verify").version_errors(last or {}, 0)
   if ok then
     ui.ok("the gateway serves the new weights")
-    local bad, why_errors = require("rollout.verify").version_errors(last, 0)
     if #bad > 0 then ui.warn("errors in the confirming sample: " .. why_errors) end
   else
     ui.fail(why.message .. " (at " .. svc:probe_url() .. ")")
-    os.exit(1)
   end
+  if opts.json then
+    emit_json { service = name, ok = ok, weights = res.weights, previous = res.previous,
+                traffic = json.array(rows), confirmed = ok, cause = why and why.cause or json.null,
+                message = why and why.message or json.null,
+                errors_by_version = last and last.errors_by_version or {} }
+  end
+  if not ok then os.exit(1) end
 end
 
 function commands.ping()
@@ -164,12 +187,23 @@ end
 
 function commands.delete_version()
   local info = svc:remove_version(version, { force = opts.force })
-  ui.ok(string.format("%s removed (process %s stopped)", version, tostring(info.pid or "-")))
+  if info.release then
+    ui.ok(string.format("%s removed (release %s uninstalled)", version, info.release))
+  else
+    ui.ok(string.format("%s removed (process %s stopped)", version, tostring(info.pid or "-")))
+  end
+  if opts.json then
+    emit_json { service = name, version = version, removed = true, pid = info.pid or json.null,
+                release = info.release or json.null }
+  end
 end
 
 function commands.delete_service()
   local res = svc:remove()
   ui.ok(string.format("%s deleted: %d version%s removed", name, #res.versions, #res.versions == 1 and "" or "s"))
+  if opts.json then
+    emit_json { service = name, removed = json.array(res.versions) }
+  end
 end
 
 commands[command]()

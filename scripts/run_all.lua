@@ -22,6 +22,12 @@ local opts, pos = cli.parse(cli.args(...), {
 local service, endpoint = pos[1], pos[2] or opts.endpoint
 if not service then errors.refuse("no SERVICE given\n" .. usage) end
 
+-- a misspelled service or a bad service.yaml is refused here, once (exit 2),
+-- and the service is held for the whole run: no other rollout command can
+-- change it between two steps
+local svc = require("rollout").service(service, { endpoint = endpoint, wait = opts.wait })
+svc:lock("run_all")
+
 local steps = {
   "step0_baseline.lua",
   "step1_verify_baseline.lua",
@@ -43,10 +49,17 @@ if opts.wait then step_args[#step_args + 1] = "--wait" end
 step.embedded = true
 local t0 = time.now()
 local reports, passed, failed = {}, 0, 0
+local interrupted
 for i, file in ipairs(steps) do
   local chunk, err = loadfile(fs.join(here, "steps", file))
   if not chunk then errors.fail(err) end
-  local report = chunk(table.unpack(step_args))
+  local ok, report = xpcall(chunk, errors.traceback, table.unpack(step_args))
+  if not ok then
+    if not errors.is_interrupt(report) then error(report, 0) end
+    -- ^C: say where it stopped, then the summary of what ran
+    interrupted = { step = i - 1, script = "scripts/steps/" .. file }
+    break
+  end
   report.script = "scripts/steps/" .. file
   reports[i] = report
   if report.ok then passed = passed + 1 else failed = failed + 1 end
@@ -54,6 +67,10 @@ for i, file in ipairs(steps) do
 end
 local duration = time.now() - t0
 local not_run = #steps - #reports
+if interrupted then
+  ui.print("")
+  ui.fail(string.format("interrupted (^C) during step %d (%s)", interrupted.step, interrupted.script))
+end
 
 ui.print("")
 ui.print("==========================================")
@@ -76,7 +93,8 @@ end
 
 if opts.json or opts.json_file then
   local doc = {
-    service = service, target = sys.target() or "local", ok = failed == 0 and not_run == 0,
+    service = service, target = svc.target_name, ok = failed == 0 and not_run == 0,
+    interrupted = interrupted and interrupted.step or nil,
     passed = passed, failed = failed, not_run = not_run, total = #steps, duration = duration,
     requests = requests, steps = json.array(reports),
   }
@@ -88,4 +106,5 @@ if opts.json or opts.json_file then
   end
 end
 
+if interrupted then os.exit(130) end
 os.exit((failed == 0 and not_run == 0) and 0 or 1)

@@ -55,6 +55,36 @@ function cli.parse(args, spec)
   return opts, pos
 end
 
+-- Edit distance (insertions, deletions, substitutions, transpositions).
+local function distance(a, b)
+  local la, lb = #a, #b
+  local d = {}
+  for i = 0, la do d[i] = { [0] = i } end
+  for j = 0, lb do d[0][j] = j end
+  for i = 1, la do
+    for j = 1, lb do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:sub(i, i) == b:sub(j - 1, j - 1) and a:sub(i - 1, i - 1) == b:sub(j, j) then
+        v = math.min(v, d[i - 2][j - 2] + 1)
+      end
+      d[i][j] = v
+    end
+  end
+  return d[la][lb]
+end
+
+--- " (did you mean X?)" when one of `candidates` is close to `word`
+-- (at most a third of its letters off), else "".
+function cli.suggest(word, candidates)
+  local best, best_d
+  for _, c in ipairs(candidates) do
+    local dist = distance(word:lower(), c:lower())
+    if dist <= math.max(1, #c // 3) and (not best_d or dist < best_d) then best, best_d = c, dist end
+  end
+  return best and string.format(" (did you mean %s?)", best) or ""
+end
+
 --- The script's arguments (the `...` of the chunk, or the global arg).
 function cli.args(...)
   local list = table.pack(...)

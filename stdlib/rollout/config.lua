@@ -115,6 +115,18 @@ config.spec = S.object {
 
 local cache = {}
 
+--- The services configured in the deployments directory (those with a
+-- service.yaml), sorted.
+function config.services()
+  local dir = config.deployments_dir()
+  local out = {}
+  for _, name in ipairs(fs.exists(dir) and (fs.list(dir) or {}) or {}) do
+    if weights.is_name(name) and fs.exists(fs.join(dir, name, "service.yaml")) then out[#out + 1] = name end
+  end
+  table.sort(out)
+  return out
+end
+
 --- Loads and checks deployments/<service>/service.yaml. Raises a refusal
 -- (exit 2) naming file, line and field when it is missing or invalid.
 function config.load(service)
@@ -124,8 +136,10 @@ function config.load(service)
   local text, err, code = fs.read(file)
   if not text then
     if code == "ENOENT" then
-      errors.refuse(string.format("%s: no such file: service %q has no configuration in %s", file,
-        service, config.deployments_dir()))
+      local known = config.services()
+      errors.refuse(string.format("%s: no such file: service %q has no configuration in %s%s (services: %s)",
+        file, service, config.deployments_dir(), require("rollout.cli").suggest(service, known),
+        #known > 0 and table.concat(known, ", ") or "none"))
     end
     errors.refuse(err)
   end

@@ -58,6 +58,11 @@ function errors.message(e)
   return tostring(e)
 end
 
+--- True when `e` is the error a ^C raises.
+function errors.is_interrupt(e)
+  return type(e) == "string" and e:find("interrupted", 1, true) ~= nil
+end
+
 --- Runs f(...) and returns true, results... or false, error (like pcall) but
 -- lets "interrupted" (^C) through: a ^C must end the program.
 function errors.pcall(f, ...)

@@ -86,7 +86,29 @@ end
 -- same checks as set_weights, with the file as the source of messages.
 function Service:apply_traffic()
   local t = self.target
-  return t:set_weights((t:traffic()), { write = false, source = t.cfg.traffic_file })
+  local list, text = t:traffic()
+  if text == nil then
+    errors.refuse(string.format("%s: no such file: nothing to apply (write the desired weights there, e.g. " ..
+      "\"versions: [{name: v1, weight: 100}]\", or use set_weights)", t.cfg.traffic_file))
+  end
+  return t:set_weights(list, { write = false, source = t.cfg.traffic_file })
+end
+
+--- The names of the deployed versions, sorted.
+function Service:deployed()
+  local names = {}
+  for _, v in ipairs(self.target:versions()) do names[#names + 1] = v.name end
+  table.sort(names)
+  return names
+end
+
+--- Refuses (exit 2) a version that is not deployed, naming those that are.
+function Service:expect_deployed(version)
+  config.check_name(version, "version")
+  local names = self:deployed()
+  for _, v in ipairs(names) do if v == version then return true end end
+  errors.refuse(string.format("%s has no version %s (deployed: %s)", self.name, version,
+    #names > 0 and table.concat(names, ", ") or "none"))
 end
 
 --- The URL probes go to: opts.endpoint, GATEWAY_ENDPOINT, else the target's.
@@ -190,8 +212,10 @@ function Service:check_split(weights, opts)
 end
 
 --- Probes with the version header and checks every request reached it.
+-- A version that is not deployed is refused at once (exit 2).
 function Service:check_header(version, opts)
   opts = opts or {}
+  self:expect_deployed(version)
   local n = opts.n or require("rollout.stats").plan_leak(verify.defaults.leak, 1 - (1 - verify.defaults.power) / 2)
   local res = self:probe { n = n, header = version, label = "header " .. version }
   local v = verify.header(res, version, { planned = n, error_budget = opts.error_budget })

@@ -162,6 +162,8 @@ function step.run(number, title, body, ...)
   local s = setmetatable({ number = number, report = report }, Step)
   local ok, err = xpcall(function()
     s.service = rollout.service(name, { endpoint = endpoint, wait = opts.wait })
+    -- held for the whole step (run_all holds it for all of them)
+    s.service:lock(string.format("step %d", number))
     body(s)
   end, errors.traceback)
   report.duration = time.now() - t0
@@ -169,7 +171,7 @@ function step.run(number, title, body, ...)
     report.ok = true
     ui.ok(string.format("Step %d passed", number))
   else
-    if type(err) == "string" and err:find("interrupted", 1, true) then error(err, 0) end
+    if errors.is_interrupt(err) then error(err, 0) end
     report.reason = errors.message(err)
     report.exit = errors.is(err) and err.exit or 1
     ui.fail(string.format("Step %d failed: %s", number, report.reason))

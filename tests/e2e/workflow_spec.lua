@@ -85,7 +85,7 @@ describe("run_all", function()
     local r = env:rollout { "scripts/run_all.lua", SVC }
     assert.equal(1, r.status)
     -- caught as soon as the first weights are confirmed
-    assert.matches("✗ Step 0 failed: the new weights are not in effect at the gateway: v3 %(not in the weights%) served %d+", r.stdout)
+    assert.matches("✗ Step 0 failed: the new weights are not in effect at the gateway: v3 %(not in the weights%) received %d+", r.stdout)
     assert.matches("\nPassed: 0\n", r.stdout)
     assert.matches("\nFailed: 1\n", r.stdout)
     assert.matches("Not run: 6", r.stdout)

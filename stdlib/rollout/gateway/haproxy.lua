@@ -305,13 +305,42 @@ function Gateway:start(services)
   return pid
 end
 
+--- The `show servers state` dump without the servers whose address
+-- changes in `services`: HAProxy restores a server's address and port from
+-- the state file on reload, so a version restarted on a new port would
+-- keep pointing at its dead old one. Their weight comes from the config.
+function haproxy.state_for(dump, services)
+  local port = {}
+  for _, svc in ipairs(services) do
+    local be = haproxy.backend(svc.name)
+    for v, info in pairs(svc.versions) do
+      port[be .. "/" .. v] = info.port
+      port[haproxy.version_backend(svc.name, v) .. "/" .. v] = info.port
+    end
+  end
+  local out = {}
+  for line in dump:gmatch("[^\n]*\n?") do
+    local f = {}
+    if not line:match("^#") then
+      for word in line:gmatch("%S+") do f[#f + 1] = word end
+    end
+    local keep = true
+    if #f >= 19 then
+      local want = port[f[2] .. "/" .. f[4]]
+      if want and tonumber(f[19]) ~= want then keep = false end
+    end
+    if keep then out[#out + 1] = line end
+  end
+  return table.concat(out)
+end
+
 --- Regenerates the config for `services` and reloads hitlessly: the server
 -- state (weights, health) is dumped first so the new worker keeps it.
 function Gateway:reload(services)
   local master = self:pid()
   if not master then return self:start(services) end
   local dump = self:admin("show servers state")
-  if dump then fs.write_atomic(self.state_file, dump) end
+  if dump then fs.write_atomic(self.state_file, haproxy.state_for(dump, services)) end
   self:write_config(services)
   local ok, err = proc.kill(master, "USR2")
   if not ok then errors.fail("cannot reload HAProxy: " .. err) end

@@ -211,10 +211,10 @@ function Local:deploy(version, opts)
     local info = st.versions[version]
     if info and not opts.restart and proc.alive(info.pid) and healthz(info.port, self.cfg.health_path) then
       self:ensure_gateway(st)
-      return { name = version, pid = info.pid, port = info.port, started = false }
+      return { name = version, pid = info.pid, port = info.port, started = false, weight = info.weight or 0 }
     end
     local weight = info and info.weight or 0
-    if info and proc.alive(info.pid) then proc.stop(info.pid, { timeout = 5 }) end
+    -- the new process first: a restart that fails leaves the old one serving
     local fresh = self:start_process(version)
     fresh.weight = weight
     st.versions[version] = fresh
@@ -232,7 +232,7 @@ function Local:deploy(version, opts)
       self:sync_gateway()
     end)
     if not ok then
-      -- leave nothing half-done: the process goes, the state is as before
+      -- leave nothing half-done: the new process goes, the state is as before
       proc.stop(fresh.pid, { timeout = 2 })
       st.versions[version] = info
       if not info and not next(st.versions) then
@@ -247,7 +247,10 @@ function Local:deploy(version, opts)
       errors.fail(string.format("the gateway does not route to %s %s (health check on %s failing?)",
         self.name, version, self.cfg.health_path))
     end
-    return { name = version, pid = fresh.pid, port = fresh.port, started = true }
+    -- the gateway routes to the new process: the old one (restart) can go
+    if info and info.pid ~= fresh.pid and proc.alive(info.pid) then proc.stop(info.pid, { timeout = 5 }) end
+    return { name = version, pid = fresh.pid, port = fresh.port, started = true, weight = weight,
+             restarted = info ~= nil }
   end)
 end
 
@@ -499,8 +502,17 @@ function Local:remove_version(version, opts)
       if not opts.force then
         errors.refuse(string.format("%s still has weight %d: set it to 0 first (or force)", version, info.weight))
       end
-      local rest = {}
-      for v, i in pairs(st.versions) do if v ~= version then rest[v] = i.weight or 0 end end
+      local rest, others = {}, 0
+      for v, i in pairs(st.versions) do
+        if v ~= version then
+          rest[v] = i.weight or 0
+          others = others + rest[v]
+        end
+      end
+      if others == 0 then
+        errors.refuse(string.format("%s is the last version of %s serving traffic: give another version " ..
+          "weight first (update_traffic or set_weights), then delete it", version, self.name))
+      end
       rest[version] = 0
       self:set_weights(rest)
       st = self:load_state()
