@@ -657,20 +657,28 @@ static void push_holder(lua_State *L, int fd, const char *what, const char *path
     char held[200];
     long pid;
     read_holder(fd, &pid, held, sizeof held);
+    int say_holder = what != NULL && held[0] != '\0' && strcmp(held, what) != 0;
     if (what == NULL)
         what = held[0] != '\0' ? held : path;
-    if (pid > 0)
+    /* "... on NAME (pid N: what the holder said it does)" */
+    if (pid > 0 && say_holder)
+        lua_pushfstring(L, "another rollout is working on %s (pid %d: %s)", what, (int)pid, held);
+    else if (pid > 0)
         lua_pushfstring(L, "another rollout is working on %s (pid %d)", what, (int)pid);
     else
         lua_pushfstring(L, "another rollout is working on %s", what);
 }
 
-/* fs.lock(path [, {wait = false, timeout = seconds, what = "..."}])
- *   -> lock | nil, msg, "locked" | nil, msg, "timeout" | nil, msg, errno code */
+/* fs.lock(path [, {wait = false, timeout = seconds, what = "the locked thing",
+ *                  holder = "what the holder does"}])
+ *   -> lock | nil, msg, "locked" | nil, msg, "timeout" | nil, msg, errno code
+ * The holder's pid and description (holder, else what) are left in the
+ * file, so a refused caller is told "another rollout is working on WHAT
+ * (pid N: HOLDER)". */
 static int fs_lock_open(lua_State *L)
 {
     const char *path = check_path(L, 1);
-    const char *what = NULL;
+    const char *what = NULL, *holder = NULL;
     int wait = 0;
     double timeout = -1, deadline = 0, step = 0.01;
     fs_lock *lk;
@@ -681,6 +689,9 @@ static int fs_lock_open(lua_State *L)
         what = rollout_optfield_string(L, 2, "what", NULL);
         if (what != NULL && (strchr(what, '\n') != NULL || strlen(what) > 150))
             return luaL_error(L, "field 'what' must be one short line");
+        holder = rollout_optfield_string(L, 2, "holder", NULL);
+        if (holder != NULL && (strchr(holder, '\n') != NULL || strlen(holder) > 150))
+            return luaL_error(L, "field 'holder' must be one short line");
     }
     lk = lua_newuserdatauv(L, sizeof *lk, 1);
     lk->fd = -1;
@@ -733,7 +744,8 @@ static int fs_lock_open(lua_State *L)
     }
     {
         char buf[256];
-        int n = what ? snprintf(buf, sizeof buf, "%ld %s\n", (long)getpid(), what)
+        const char *desc = holder ? holder : what;
+        int n = desc ? snprintf(buf, sizeof buf, "%ld %s\n", (long)getpid(), desc)
                      : snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
         set_holder(lk->fd, buf, (size_t)n);
     }

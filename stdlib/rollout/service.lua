@@ -73,8 +73,7 @@ end
 -- refused ("another rollout is working on ...") or waits with --wait.
 -- `what` describes the holder in that message (e.g. "run_all"). Re-entrant.
 function Service:lock(what)
-  local desc = self.name .. (what and (": " .. what) or "")
-  return require("rollout.state").hold(self.target.lock_file, desc, self.opts.wait)
+  return require("rollout.state").hold(self.target.lock_file, self.name, self.opts.wait, what or "a script")
 end
 
 --- Gives back one svc:lock().

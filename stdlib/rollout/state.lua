@@ -28,12 +28,14 @@ function state.write(path, value)
   if not ok then errors.fail("cannot write state " .. path .. ": " .. err) end
 end
 
---- Takes the lock `path` for `what`; waits when `wait` (seconds or true).
+--- Takes the lock `path` for `what` (the locked thing, named in the message
+-- another process gets); waits when `wait` (seconds or true). `holder`
+-- says what this process does with it (shown to the others).
 -- Returns the lock (close it, or let it be collected).
-function state.lock(path, what, wait)
+function state.lock(path, what, wait, holder)
   local ok, err = fs.mkdir_p(fs.dirname(path))
   if not ok then errors.fail("cannot create " .. fs.dirname(path) .. ": " .. err) end
-  local opts = { what = what }
+  local opts = { what = what, holder = holder }
   if wait then
     opts.wait = true
     opts.timeout = type(wait) == "number" and wait or 600
@@ -75,12 +77,12 @@ end
 --- Takes the lock `path` for the rest of the process (or until
 -- state.release): what a script does to hold a service for its whole run.
 -- Re-entrant; returns true.
-function state.hold(path, what, wait)
+function state.hold(path, what, wait, holder)
   local h = held[path]
   if h then
     h.depth = h.depth + 1
   else
-    held[path] = { lock = state.lock(path, what, wait), depth = 1, what = what }
+    held[path] = { lock = state.lock(path, what, wait, holder), depth = 1, what = what }
   end
   return true
 end
