@@ -53,9 +53,10 @@ Service.__name = "rollout.service"
 --   health([version])                process / pods, health path, routing
 --   endpoint()                       the URL checks probe (or nil)
 --   gateway_weights()                the weights the gateway/route holds
+--   set_routes(routes), routes()     strategy-owned routes (rollout.routes)
 --   remove_version(version, {force=}), remove(), leftovers()
 local TARGET_METHODS = { "deploy", "set_weights", "traffic", "versions", "health", "endpoint",
-                         "gateway_weights", "remove_version", "remove", "leftovers" }
+                         "gateway_weights", "set_routes", "routes", "remove_version", "remove", "leftovers" }
 for _, m in ipairs(TARGET_METHODS) do
   Service[m] = function(self, ...)
     local t = self.target

@@ -17,6 +17,7 @@ local config = require "rollout.config"
 local traffic = require "rollout.traffic"
 local state = require "rollout.state"
 local haproxy = require "rollout.gateway.haproxy"
+local routes_lib = require "rollout.routes"
 
 local M = {}
 local Local = {}
@@ -67,7 +68,8 @@ local function gateway_services(state_dir)
         versions[v] = { port = info.port, weight = info.weight or 0 }
       end
       out[#out + 1] = { name = name, port = st.gateway_port, header = st.header or "x-version",
-                        health_path = st.health_path or "/healthz", versions = versions }
+                        health_path = st.health_path or "/healthz", versions = versions,
+                        routes = st.routes or {} }
     end
   end
   table.sort(out, function(a, b) return a.name < b.name end)
@@ -342,6 +344,34 @@ function Local:set_weights(w, opts)
   end)
 end
 
+-- -------------------------------------------------------------- routes --
+
+--- Replaces the strategy-owned routes (see rollout.routes): validated,
+-- recorded in the state, and the gateway reloaded with them (hitless).
+-- Refused (exit 2, nothing changed) when a route names a version that is
+-- not deployed. Returns the normalised routes now in effect.
+function Local:set_routes(list)
+  return self:locked(function(st)
+    local norm = routes_lib.normalize(list, function(v) return st.versions[v] ~= nil end, "routes")
+    local previous = st.routes
+    st.routes = norm
+    self:save_state(st)
+    local ok, err = pcall(function() self:sync_gateway() end)
+    if not ok then
+      st.routes = previous
+      self:save_state(st)
+      pcall(function() self:sync_gateway() end)
+      error(err, 0)
+    end
+    return norm
+  end)
+end
+
+--- The strategy-owned routes in effect.
+function Local:routes()
+  return self:load_state().routes or {}
+end
+
 -- ------------------------------------------------------------ queries --
 
 --- Every deployed version: {name, weight, share, ready, pid, port, gateway}.
@@ -497,6 +527,12 @@ function Local:remove_version(version, opts)
     if not info then
       errors.refuse(string.format("%s has no version %s (deployed: %s)", self.name, version,
         next(st.versions) and table.concat(self:deployed_names(st), ", ") or "none"))
+    end
+    for _, r in ipairs(st.routes or {}) do
+      if r.version == version then
+        errors.refuse(string.format("%s is the target of route %s (%s): clear the route first", version, r.name,
+          routes_lib.describe({ r })[1]))
+      end
     end
     if (info.weight or 0) > 0 then
       if not opts.force then
