@@ -19,6 +19,10 @@ local weights_lib = require "rollout.weights"
 
 local verify = {}
 
+-- Verdicts carry a name the REPL displays them by (rollout.display); JSON
+-- still encodes them as objects.
+local VERDICT = { __name = "rollout.verdict", __jsontype = "object" }
+
 verify.defaults = {
   alpha = 0.001,        -- false-alarm rate of the goodness-of-fit test
   delta = 0.05,         -- the smallest deviation of a share that must be caught
@@ -129,11 +133,11 @@ function verify.split(result, weights, opts)
   local kinds, errors = error_kinds(result)
   local attempted = n + errors
 
-  local v = {
+  local v = setmetatable({
     ok = false, n = n, errors = errors, error_kinds = kinds, error_budget = budget,
     alpha = alpha, confidence = confidence, planned = planned, rows = {},
     attempted = attempted,
-  }
+  }, VERDICT)
 
   -- rows: every weighted version, then anything unexpected that served
   local total_weight, known = 0, {}
@@ -220,8 +224,8 @@ function verify.header(result, version, opts)
   local n = served_total(result)
   local kinds, errors = error_kinds(result)
   local planned = (opts and opts.planned) or 0
-  local v = { ok = false, n = n, errors = errors, error_kinds = kinds, error_budget = budget,
-              planned = planned, rows = {}, confidence = option(opts, "confidence") }
+  local v = setmetatable({ ok = false, n = n, errors = errors, error_kinds = kinds, error_budget = budget,
+                           planned = planned, rows = {}, confidence = option(opts, "confidence") }, VERDICT)
   local others = {}
   for _, name in ipairs(sorted_keys(counts)) do
     local c = counts[name]
@@ -267,7 +271,7 @@ function verify.unavailable(result, version)
   local counts = result.counts or {}
   local n = served_total(result)
   local kinds, errors = error_kinds(result)
-  local v = { ok = false, n = n, errors = errors, error_kinds = kinds, rows = {} }
+  local v = setmetatable({ ok = false, n = n, errors = errors, error_kinds = kinds, rows = {} }, VERDICT)
   if n > 0 then
     local served = {}
     for _, name in ipairs(sorted_keys(counts)) do served[#served + 1] = name .. "=" .. counts[name] end
