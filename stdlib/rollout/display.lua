@@ -84,21 +84,21 @@ function display.methods(value)
   return names
 end
 
---- Words joined by `sep`, wrapped at `width` columns, each line after the
--- first starting with `indent`.
-local function wrap(words, width, indent, sep)
-  local lines, line = {}, ""
+--- Words separated by spaces in lines of at most `width` columns, the
+-- first line starting with `first`, the others with `indent`.
+local function wrap(words, width, first, indent)
+  local lines, line = {}, first
+  local empty = true
   for _, w in ipairs(words) do
-    local piece = (line == "" and "" or sep) .. w
-    if line ~= "" and #indent + #line + #piece > width then
-      lines[#lines + 1] = line .. sep:gsub("%s+$", "")
-      line = w
+    if not empty and #line + 1 + #w > width then
+      lines[#lines + 1] = line
+      line, empty = indent .. w, false
     else
-      line = line .. piece
+      line, empty = line .. (empty and "" or " ") .. w, false
     end
   end
-  if line ~= "" then lines[#lines + 1] = line end
-  return table.concat(lines, "\n" .. indent)
+  lines[#lines + 1] = line
+  return table.concat(lines, "\n")
 end
 
 local function ms(x) return x and string.format("%.2f ms", x) or "-" end
@@ -134,12 +134,8 @@ end)
 
 --- A service object: its line, then its methods.
 display.register("rollout.service", function(svc)
-  local head = tostring(svc)
-  local words = {}
-  for _, m in ipairs(display.methods(svc)) do words[#words + 1] = m end
-  local indent = "  "
-  return head .. "\n" .. indent .. "methods: " .. wrap(words, 78, indent .. "  ", " ") ..
-    "\n" .. indent .. "help(<this service>) says what each does"
+  return tostring(svc) .. "\n" .. wrap(display.methods(svc), 78, "  methods: ", "    ") ..
+    "\n  help(<this service>) says what each does"
 end)
 
 local function served_text(r)

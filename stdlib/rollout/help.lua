@@ -119,6 +119,14 @@ end
 
 local C_DOCS -- at the end of the file
 
+--- The C table's entry of module `name` when that module is a C binding
+-- (in package.preload; a module rewritten in Lua documents itself).
+local function c_module(name)
+  local entry = C_DOCS[name]
+  if entry and not entry.class and package.preload[name] ~= nil then return entry end
+  return nil
+end
+
 local function loaded_name(value)
   if rawequal(value, package.loaded["rollout"]) then return "rollout" end
   for name, mod in pairs(package.loaded) do
@@ -135,7 +143,7 @@ local function c_function_info(f)
     if entry.class then
       local mt = debug.getregistry()[mod]
       tbl = type(mt) == "table" and rawget(mt, "__index") or nil
-    else
+    elseif c_module(mod) then
       tbl = package.loaded[mod]
     end
     if type(tbl) == "table" then
@@ -198,7 +206,9 @@ end
 -- Aligned "  name  doc" lines.
 local function columns(rows, indent)
   local w = 0
-  for _, r in ipairs(rows) do w = math.max(w, math.min(#r[1], 44)) end
+  for _, r in ipairs(rows) do
+    if r[2] and r[2] ~= "" then w = math.max(w, math.min(#r[1], 44)) end
+  end
   local out = {}
   for _, r in ipairs(rows) do
     local left = r[1]
@@ -220,8 +230,8 @@ end
 -- The texts
 
 local function module_summary(name)
-  local entry = C_DOCS[name]
-  if entry and not entry.class then return entry.doc end
+  local entry = c_module(name)
+  if entry then return entry.doc end
   local path = package.searchpath(name, package.path)
   local header = header_of(path)
   if not header then return nil end
@@ -275,8 +285,8 @@ end
 
 local function module_text(name, mod)
   local lines = {}
-  local entry = C_DOCS[name]
-  if entry and not entry.class then
+  local entry = c_module(name)
+  if entry then
     lines[1] = ("%s — %s (C binding)"):format(name, entry.doc)
     local rows = {}
     for _, k in ipairs(sorted(entry.fields)) do
@@ -348,7 +358,7 @@ local function object_text(obj)
   end
   table.sort(methods, function(a, b) return a.name < b.name end)
   local entry = type(name) == "string" and C_DOCS[name] or nil
-  if entry then
+  if entry and entry.class then
     lines[#lines + 1] = "  " .. entry.doc
   else
     local best, n = nil, 0
@@ -417,15 +427,13 @@ function help.text(...)
   if select("#", ...) == 0 then return start_text() end
   local x = ...
   local t = type(x)
-  if t == "string" then
-    local name = x:find("^rollout") and x or ("rollout." .. x)
-    local ok, mod = pcall(require, name)
-    if not ok then
-      if x == "rollout" then ok, mod = true, require "rollout" else
-        return ("no module %s (help() lists the starting points)"):format(name)
-      end
+  if t == "string" then -- a module name: "verify", "rollout.verify", "mymodule"
+    local names = x:find("^rollout") and { x } or { "rollout." .. x, x }
+    for _, name in ipairs(names) do
+      local ok, mod = pcall(require, name)
+      if ok and (type(mod) == "table" or type(mod) == "function") then return help.text(mod) end
     end
-    return help.text(mod)
+    return ("no module %s (help() lists the starting points)"):format(names[1])
   end
   if t == "function" then return function_text(x) end
   if t == "table" or t == "userdata" then
@@ -583,5 +591,6 @@ C_DOCS = {
     wait_rollout = { "(deployment [, {timeout = 300}]) -> true | nil, msg, code", "waits for a rollout" },
   } },
 }
+help.c_docs = C_DOCS
 
 return help

@@ -245,8 +245,8 @@ local function facade_modules(t)
   return {}
 end
 
---- The table whose fields stand for obj's in completion, after its raw
--- fields: the metatable's __complete (a table, or a function(obj) that
+--- What stands for obj's fields in completion, after its raw ones: the
+-- metatable's __complete (a table or userdata, or a function(obj) that
 -- returns one: objects whose __index is a function declare their fields
 -- so), else a table __index; nil when there is none.
 local function next_fields(obj)
@@ -258,7 +258,7 @@ local function next_fields(obj)
     if not ok and is_interrupt(t) then error(t, 0) end
     declared = ok and t or nil
   end
-  if type(declared) == "table" then return declared end
+  if type(declared) == "table" or type(declared) == "userdata" then return declared end
   local index = rawget(mt, "__index")
   return type(index) == "table" and index or nil
 end
