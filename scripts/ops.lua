@@ -102,16 +102,7 @@ function commands.list()
   if #versions == 0 then
     ui.info("no versions deployed")
   else
-    local rows = {}
-    for _, v in ipairs(versions) do
-      rows[#rows + 1] = { v.name, tostring(v.weight), ui.percent(v.share), v.ready and "yes" or "no",
-                          tostring(v.pid or "-"), tostring(v.port or "-"), v.gateway or "-" }
-    end
-    for _, line in ipairs(ui.table({ { title = "version" }, { title = "weight", right = true },
-      { title = "share", right = true }, { title = "ready" }, { title = "pid", right = true },
-      { title = "port", right = true }, { title = "gateway" } }, rows)) do
-      ui.print(line)
-    end
+    for _, line in ipairs(ui.versions_lines(versions)) do ui.print(line) end
   end
   ui.print("  endpoint: " .. (endpoint or (svc.target_name == "local" and "(none: nothing deployed)"
     or "(none configured: set kubernetes.endpoint in service.yaml or GATEWAY_ENDPOINT)")))

@@ -5,6 +5,12 @@
 -- Both are plain functions, usable (and tested) without a terminal:
 --   repl.format(value [, opts])        -> string (pretty printer)
 --   repl.complete(line [, env])        -> candidates, start
+-- Values whose metatable has a `__name` with a renderer in rollout.display
+-- (verdicts, svc:versions(), services, probe results) print through it;
+-- rawprint(x) / repl.format(x, {raw = true}) print the table behind them.
+-- Completion follows metatables: the fields of a value and of its __index
+-- tables, or of the table its metatable's `__complete` names (a table, or a
+-- function(obj) returning one) when __index is a function.
 local M = {}
 
 --- Limits of the pretty printer; change them from the REPL with
@@ -51,6 +57,22 @@ end
 
 local function is_interrupt(err)
   return type(err) == "string" and err:find("interrupted", 1, true) ~= nil
+end
+
+-- rollout.display, loaded on first use (nil when it cannot load: values
+-- then print raw)
+local display_mod
+local function display()
+  if display_mod == nil then
+    local ok, mod = pcall(require, "rollout.display")
+    display_mod = ok and type(mod) == "table" and mod or false
+  end
+  return display_mod or nil
+end
+
+local function has_display(v)
+  local t = type(v)
+  return (t == "table" or t == "userdata") and display() ~= nil
 end
 
 --- The __tostring text of v, or nil when it has none.
@@ -105,11 +127,14 @@ local function key_text(k, label)
   return "[" .. label .. "]"
 end
 
---- The printed form of one value: tables sorted by key, depth, entry and
--- size limits, cycles shown as <cycle>, strings quoted inside tables.
--- opts: { depth = 3, items = 40, width = 2000 } (missing fields from M.options)
+--- The printed form of one value: a registered display (rollout.display)
+-- for rollout's objects, else tables sorted by key, depth, entry and size
+-- limits, cycles shown as <cycle>, strings quoted inside tables.
+-- opts: { depth = 3, items = 40, width = 2000 } (missing fields from
+-- M.options); raw = true: no display and no __tostring for tables.
 function M.format(value, opts)
   opts = opts or {}
+  local raw = opts.raw
   local max_depth = opts.depth or M.options.depth
   local max_items = opts.items or M.options.items
   local max_width = opts.width or M.options.width
@@ -131,8 +156,12 @@ function M.format(value, opts)
 
   local function render(v, depth, quoted)
     if full then return end
+    if not raw and has_display(v) then
+      local short = display().short(v)
+      if short then return emit(short) end
+    end
     if type(v) ~= "table" then return emit(scalar(v, quoted)) end
-    local s = via_tostring(v)
+    local s = not raw and via_tostring(v)
     if s then return emit(s) end
     if path[v] then return emit("<cycle>") end
     if next(v) == nil then return emit("{}") end
@@ -180,6 +209,10 @@ function M.format(value, opts)
   end
 
   if type(value) == "string" then return value end -- printed as is, like lua.c
+  if not raw and has_display(value) then
+    local text = display().render(value)
+    if text then return text end
+  end
   render(value, 1, false)
   return table.concat(out)
 end
@@ -212,8 +245,27 @@ local function facade_modules(t)
   return {}
 end
 
+--- What stands for obj's fields in completion, after its raw ones: the
+-- metatable's __complete (a table or userdata, or a function(obj) that
+-- returns one: objects whose __index is a function declare their fields
+-- so), else a table __index; nil when there is none.
+local function next_fields(obj)
+  local mt = debug.getmetatable(obj)
+  if type(mt) ~= "table" then return nil end
+  local declared = rawget(mt, "__complete")
+  if type(declared) == "function" then
+    local ok, t = pcall(declared, obj)
+    if not ok and is_interrupt(t) then error(t, 0) end
+    declared = ok and t or nil
+  end
+  if type(declared) == "table" or type(declared) == "userdata" then return declared end
+  local index = rawget(mt, "__index")
+  return type(index) == "table" and index or nil
+end
+
 --- obj[key] without running code: raw fields, then __index tables; the
--- only code it may run is the rollout facade loading one of its modules.
+-- only code it may run is the rollout facade loading one of its modules
+-- and a metatable's __complete function.
 local function safe_get(obj, key)
   for _ = 1, MAX_INDEX_CHAIN do
     if type(obj) == "table" then
@@ -230,21 +282,22 @@ local function safe_get(obj, key)
         return nil
       end
     end
-    local mt = debug.getmetatable(obj)
-    local index = type(mt) == "table" and rawget(mt, "__index") or nil
-    if type(index) ~= "table" then return nil end
-    obj = index
+    obj = next_fields(obj)
+    if obj == nil then return nil end
   end
   return nil
 end
 
---- Adds the identifier-named fields of obj (and of its __index tables) to
--- the set `names`; only functions when `methods` is set.
-local function collect_fields(obj, names, methods)
+--- Adds the identifier-named fields of obj (and of the tables next_fields
+-- leads to) to the set `names`; only functions when `methods` is set;
+-- names starting with "__" (metamethods, private fields) only when
+-- `private` is set.
+local function collect_fields(obj, names, methods, private)
   for _ = 1, MAX_INDEX_CHAIN do
     if type(obj) == "table" then
       for k, v in next, obj do
-        if is_identifier(k) and (not methods or type(v) == "function") then
+        if is_identifier(k) and (not methods or type(v) == "function")
+          and (private or not k:find("^__")) then
           names[k] = true
         end
       end
@@ -254,10 +307,8 @@ local function collect_fields(obj, names, methods)
         end
       end
     end
-    local mt = debug.getmetatable(obj)
-    local index = type(mt) == "table" and rawget(mt, "__index") or nil
-    if type(index) ~= "table" then return end
-    obj = index
+    obj = next_fields(obj)
+    if obj == nil then return end
   end
 end
 
@@ -338,10 +389,12 @@ end
 
 --- The completions of the name chain that ends `line` (the text before the
 -- cursor): global names and keywords; after "a.b." the fields of a.b
--- (raw, via __index tables, and the modules of the rollout facade); after
--- "obj:" the functions reachable from obj. Returns a sorted list of
--- candidates, each replacing line:sub(start), and start. Never calls
--- functions or metamethods (except the facade loading one of its modules).
+-- (raw, via __index tables or __complete, and the modules of the rollout
+-- facade); after "obj:" the functions reachable from obj (tables and
+-- userdata alike). Names starting with "__" only when the prefix does.
+-- Returns a sorted list of candidates, each replacing line:sub(start), and
+-- start. Never calls functions or metamethods (except the facade loading
+-- one of its modules and a __complete function).
 function M.complete(line, env)
   env = env or globals()
   if type(line) ~= "string" or in_string_or_comment(line) then return {}, #tostring(line) + 1 end
@@ -349,8 +402,9 @@ function M.complete(line, env)
   if names == nil then return {}, #line + 1 end
   local prefix = names[#names]
   local found = {}
+  local private = prefix:find("^__") ~= nil
   if #names == 1 then
-    collect_fields(env, found, false)
+    collect_fields(env, found, false, private)
     for _, k in ipairs(KEYWORDS) do found[k] = true end
   else
     local obj = safe_get(env, names[1])
@@ -359,7 +413,7 @@ function M.complete(line, env)
       obj = safe_get(obj, names[i])
     end
     if obj == nil then return {}, start end
-    collect_fields(obj, found, sep == ":")
+    collect_fields(obj, found, sep == ":", private)
   end
   local token = line:sub(start)
   local head = token:sub(1, #token - #prefix)
@@ -423,11 +477,24 @@ function M.tab(line, width, env)
   return nil, columns(list, tonumber(width) or 80)
 end
 
---- The globals the REPL adds to `env`: `rollout` (the facade), and with
--- --target kubernetes (or ROLLOUT_TARGET) the live-cluster helpers: `k8s`,
--- `helm`, `svc(name)`, `pods(selector)`, `releases()`, `routes(service)`.
+--- Prints x as the REPL would without its display: the table behind a
+-- verdict, a versions list or a service (repl.format(x, {raw = true})).
+-- opts as repl.format's (depth =, items =, width =).
+function M.rawprint(x, opts)
+  local o = { raw = true }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  io.stdout:write(M.format(x, o), "\n")
+  io.stdout:flush()
+end
+
+--- The globals the REPL adds to `env`: `rollout` (the facade), `help(x)`
+-- (rollout.help), `rawprint(x)`, and with --target kubernetes (or
+-- ROLLOUT_TARGET) the live-cluster helpers: `k8s`, `helm`, `svc(name)`,
+-- `pods(selector)`, `releases()`, `routes(service)`.
 function M.setup(env)
   env.rollout = require "rollout"
+  env.help = function(...) return require("rollout.help").help(...) end
+  env.rawprint = M.rawprint
   if require("rollout.sys").target() == "kubernetes" then
     require("rollout.repl_k8s")(env)
   end

@@ -105,6 +105,17 @@ return function(env, opts)
         return f(self, ...)
       end
     end,
+    -- what k8s.<Tab> / k8s:<Tab> offer (rollout.repl), without connecting:
+    -- the module's functions, then the client's methods (its class's
+    -- before the first use)
+    __complete = function()
+      local ok, mod = pcall(require, "rollout.k8s")
+      local fields = {}
+      if ok and type(mod) == "table" then for k, v in pairs(mod) do fields[k] = v end end
+      local class = debug.getregistry()["rollout.k8s.client"]
+      local methods = client or (type(class) == "table" and rawget(class, "__index")) or nil
+      return setmetatable(fields, { __complete = methods })
+    end,
     __tostring = function()
       if not client then return "k8s client (connects on first use)" end
       local ok, ns = pcall(function() return client:namespace() end)

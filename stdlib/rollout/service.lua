@@ -65,6 +65,16 @@ for _, m in ipairs(TARGET_METHODS) do
 end
 service.target_methods = TARGET_METHODS
 
+-- Results the REPL displays by name (rollout.display); JSON encodes them as before.
+local VERSIONS = { __name = "rollout.versions", __jsontype = "array" }
+local PROBE_RESULT = { __name = "rollout.probe.result", __jsontype = "object" }
+local target_versions = Service.versions
+
+--- Every deployed version: {name, weight, share, ready, ...} (the REPL shows rows).
+function Service:versions()
+  return setmetatable(target_versions(self), VERSIONS)
+end
+
 Service.__tostring = function(svc)
   return string.format("service %s (%s target)", svc.name, svc.target_name)
 end
@@ -147,7 +157,7 @@ function Service:probe(opts)
   }
   if bar then bar.finish() end
   if not res then errors.fail("cannot probe " .. (opts.url or self:probe_url()) .. ": " .. err) end
-  return res
+  return setmetatable(res, PROBE_RESULT)
 end
 
 local function weight_map(w)

@@ -45,8 +45,11 @@ function ui.printf(fmt, ...) ui.print(fmt:format(...)) end
 
 function ui.heading(text) ui.print(ui.paint(text, "bold")) end
 function ui.info(text) ui.print("  " .. text) end
-function ui.ok(text) ui.print(ui.paint("✓", "green") .. " " .. text) end
-function ui.fail(text) ui.print(ui.paint("✗", "red") .. " " .. text) end
+--- The ✓ / ✗ line of ui.ok / ui.fail, as a string.
+function ui.ok_line(text) return ui.paint("✓", "green") .. " " .. text end
+function ui.fail_line(text) return ui.paint("✗", "red") .. " " .. text end
+function ui.ok(text) ui.print(ui.ok_line(text)) end
+function ui.fail(text) ui.print(ui.fail_line(text)) end
 function ui.warn(text) ui.print(ui.paint("!", "yellow") .. " " .. text) end
 
 --- Display width of a UTF-8 string (each code point counts 1).
@@ -177,13 +180,60 @@ function ui.verdict_lines(v)
   return lines
 end
 
-function ui.verdict(v)
-  for _, line in ipairs(ui.verdict_lines(v)) do ui.print(line) end
+--- Every line ui.verdict prints: the table, then ✓ summary or ✗ reason.
+function ui.verdict_report(v)
+  local lines = ui.verdict_lines(v)
   if v.ok then
-    ui.ok(v.summary or "split as expected")
+    lines[#lines + 1] = ui.ok_line(v.summary or "split as expected")
   else
-    ui.fail(v.reason or "failed")
+    lines[#lines + 1] = ui.fail_line(v.reason or "failed")
   end
+  return lines
+end
+
+function ui.verdict(v)
+  for _, line in ipairs(ui.verdict_report(v)) do ui.print(line) end
+end
+
+-- The columns of ui.versions_lines after version, weight, share, ready:
+-- these first when present, then any other (scalar) field by name.
+local VERSION_COLUMNS = { "pid", "port", "replicas", "ready_replicas", "release", "revision", "status",
+                          "chart", "gateway", "detail" }
+local RIGHT = { pid = true, port = true, replicas = true, ready_replicas = true, revision = true }
+
+--- Rows of svc:versions() (or ops.lua list): version, weight, share, ready,
+-- then the fields the target reports (pid, port, gateway; replicas,
+-- release, ...); "-" where a version has none.
+function ui.versions_lines(versions)
+  local seen, extra = {}, {}
+  for _, v in ipairs(versions) do
+    for k, x in pairs(v) do
+      local t = type(x)
+      if type(k) == "string" and (t == "string" or t == "number" or t == "boolean") then seen[k] = true end
+    end
+  end
+  for _, k in ipairs { "name", "weight", "share", "ready" } do seen[k] = nil end
+  for _, k in ipairs(VERSION_COLUMNS) do
+    if seen[k] then extra[#extra + 1] = k; seen[k] = nil end
+  end
+  local rest = {}
+  for k in pairs(seen) do rest[#rest + 1] = k end
+  table.sort(rest)
+  table.move(rest, 1, #rest, #extra + 1, extra)
+  local headers = { { title = "version" }, { title = "weight", right = true }, { title = "share", right = true },
+                    { title = "ready" } }
+  for _, k in ipairs(extra) do headers[#headers + 1] = { title = k, right = RIGHT[k] } end
+  local rows = {}
+  for _, v in ipairs(versions) do
+    local row = { tostring(v.name), tostring(v.weight or "-"), type(v.share) == "number" and percent(v.share) or "-",
+                  v.ready == nil and "-" or (v.ready and "yes" or "no") }
+    for _, k in ipairs(extra) do
+      local x = v[k]
+      row[#row + 1] = x == nil and "-" or tostring(x)
+    end
+    rows[#rows + 1] = row
+  end
+  return ui.table(headers, rows)
 end
 
 --- A progress bar for `total` units of work. On a terminal it redraws one

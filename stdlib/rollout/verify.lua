@@ -19,6 +19,10 @@ local weights_lib = require "rollout.weights"
 
 local verify = {}
 
+-- Verdicts carry a name the REPL displays them by (rollout.display); JSON
+-- still encodes them as objects.
+local VERDICT = { __name = "rollout.verdict", __jsontype = "object" }
+
 verify.defaults = {
   alpha = 0.001,        -- false-alarm rate of the goodness-of-fit test
   delta = 0.05,         -- the smallest deviation of a share that must be caught
@@ -29,12 +33,10 @@ verify.defaults = {
   min_requests = 100,   -- never judge on fewer
 }
 
---- Verdicts carry this metatable (__name "rollout.verdict"), so the REPL
--- and reports can tell them from other tables.
-verify.Verdict = { __name = "rollout.verdict" }
+verify.Verdict = VERDICT
 
---- Marks a table as a verdict and returns it.
-function verify.verdict(v) return setmetatable(v, verify.Verdict) end
+--- Marks a table as a verdict (for verdicts made elsewhere) and returns it.
+function verify.verdict(v) return setmetatable(v, VERDICT) end
 
 local function option(opts, key)
   local v = opts and opts[key]
@@ -189,12 +191,12 @@ function verify.split(result, weights, opts)
   local unattributed = errors - (n - served_total(result))
   local attempted = n + unattributed
 
-  local v = {
+  local v = setmetatable({
     ok = false, n = n, errors = errors, error_kinds = kinds, error_budget = budget,
     alpha = alpha, confidence = confidence, planned = planned, rows = {},
     attempted = attempted, errors_by_version = result.errors_by_version or {},
     errors_unattributed = unattributed,
-  }
+  }, VERDICT)
 
   -- rows: every weighted version, then anything unexpected that served
   local total_weight, known = 0, {}
@@ -235,7 +237,7 @@ function verify.split(result, weights, opts)
   if #leaks > 0 then
     v.reason = table.concat(leaks, "; ")
     v.failure = "leak"
-    return verify.verdict(v)
+    return v
   end
 
   -- 2. errors against the budget, reported separately from the split: each
@@ -246,7 +248,7 @@ function verify.split(result, weights, opts)
     v.reason = "errors: " .. why
     v.failure = "errors"
     v.failing_versions = bad
-    return verify.verdict(v)
+    return v
   end
   if attempted > 0 and errors > budget * attempted then
     v.reason = string.format("errors: %d of %d requests failed (%s, budget %s; %s)", errors, attempted,
@@ -255,7 +257,7 @@ function verify.split(result, weights, opts)
       v.reason = v.reason .. string.format("; %d not attributable to a version", unattributed)
     end
     v.failure = "errors"
-    return verify.verdict(v)
+    return v
   end
 
   -- 3. the goodness of fit (computed before the sample-size check so that a
@@ -270,20 +272,20 @@ function verify.split(result, weights, opts)
     v.reason = string.format("sample too small: %d served, the plan needs %d for %s power", n,
       planned, pct(option(opts, "power")))
     v.failure = "sample"
-    return verify.verdict(v)
+    return v
   end
 
   if v.p_value and v.p_value < alpha then
     v.reason = string.format("split differs from the weights (p=%s < α=%g)",
       require("rollout.ui").format_p(v.p_value), alpha)
     v.failure = "split"
-    return verify.verdict(v)
+    return v
   end
 
   v.ok = true
   v.summary = string.format("split matches the weights (n=%d, p=%s)", n,
     require("rollout.ui").format_p(v.p_value or 1))
-  return verify.verdict(v)
+  return v
 end
 
 --- Header routing: every request must be served by `version`.
@@ -295,8 +297,8 @@ function verify.header(result, version, opts)
   local n = served_total(result)
   local kinds, errors = error_kinds(result)
   local planned = (opts and opts.planned) or 0
-  local v = { ok = false, n = n, errors = errors, error_kinds = kinds, error_budget = budget,
-              planned = planned, rows = {}, confidence = option(opts, "confidence") }
+  local v = setmetatable({ ok = false, n = n, errors = errors, error_kinds = kinds, error_budget = budget,
+                           planned = planned, rows = {}, confidence = option(opts, "confidence") }, VERDICT)
   local others = {}
   for _, name in ipairs(sorted_keys(counts)) do
     local c = counts[name]
@@ -314,7 +316,7 @@ function verify.header(result, version, opts)
     v.reason = string.format("requests for %s were served by another version: %s", version,
       table.concat(others, ", "))
     v.failure = "misrouted"
-    return verify.verdict(v)
+    return v
   end
   if errors > budget * (n + errors) then
     local list = {}
@@ -324,16 +326,16 @@ function verify.header(result, version, opts)
     v.reason = string.format("errors: %d of %d requests for %s failed (%s)", errors, n + errors,
       version, table.concat(list, " "))
     v.failure = "errors"
-    return verify.verdict(v)
+    return v
   end
   if n < planned or n == 0 then
     v.reason = string.format("sample too small: %d served, need %d", n, math.max(planned, 1))
     v.failure = "sample"
-    return verify.verdict(v)
+    return v
   end
   v.ok = true
   v.summary = string.format("all %d requests with the header were served by %s", n, version)
-  return verify.verdict(v)
+  return v
 end
 
 --- A version that must be unreachable (deleted or down): every request with
@@ -342,19 +344,19 @@ function verify.unavailable(result, version)
   local counts = result.counts or {}
   local n = served_total(result)
   local kinds, errors = error_kinds(result)
-  local v = { ok = false, n = n, errors = errors, error_kinds = kinds, rows = {} }
+  local v = setmetatable({ ok = false, n = n, errors = errors, error_kinds = kinds, rows = {} }, VERDICT)
   if n > 0 then
     local served = {}
     for _, name in ipairs(sorted_keys(counts)) do served[#served + 1] = name .. "=" .. counts[name] end
     v.reason = string.format("requests for %s were served (%s); expected every one to fail",
       version, table.concat(served, " "))
     v.failure = "served"
-    return verify.verdict(v)
+    return v
   end
   if errors == 0 then
     v.reason = "no requests were made"
     v.failure = "sample"
-    return verify.verdict(v)
+    return v
   end
   v.ok = true
   v.summary = string.format("all %d requests for %s failed as expected (%s)", errors, version,
@@ -363,7 +365,7 @@ function verify.unavailable(result, version)
       for _, k in ipairs(sorted_keys(kinds)) do if kinds[k] > 0 then l[#l + 1] = k .. "=" .. kinds[k] end end
       return table.concat(l, " ")
     end)())
-  return verify.verdict(v)
+  return v
 end
 
 return verify

@@ -1,5 +1,7 @@
 -- The REPL driven under a real terminal (tmux): line editing, evaluation,
--- continuation lines, errors, history across sessions, completion, ^C, ^D.
+-- continuation lines, errors, history across sessions, completion, ^C, ^D;
+-- and a service of the local target (real versions behind HAProxy):
+-- svc:<Tab>, svc:versions() as rows, a verdict, help().
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
 
@@ -7,6 +9,8 @@ local tmux = require "helpers.tmux"
 local fs = require "rollout.fs"
 local proc = require "rollout.proc"
 local sys = require "rollout.sys"
+
+local local_env = require "tests.helpers.local_env"
 
 local BIN = os.getenv("ROLLOUT_BIN") or sys.exe
 assert(proc.which("tmux"), "these tests need tmux (make deps)")
@@ -232,5 +236,111 @@ describe("the REPL under a terminal", function()
     s:key("C-d")
     assert.equal(0, s:wait_exit())
     assert.is_false(proc.alive(s.pid))
+  end)
+end)
+
+describe("the REPL with a local service", function()
+  local world, dir
+  local sessions = {}
+
+  setup(function()
+    world = local_env.new()
+    local ok, err = pcall(function()
+      for _, v in ipairs { "v1", "v2" } do
+        local r = world:ops("start", local_env.service, v)
+        assert(r.status == 0, r.stdout .. r.stderr)
+      end
+      local r = world:lua([[require("rollout").service("microservice-1"):set_weights { v1 = 50, v2 = 50 }]])
+      assert(r.status == 0, r.stderr)
+    end)
+    if not ok then
+      world:cleanup() -- every version and the gateway, by PID
+      world = nil
+      error(err, 0)
+    end
+    dir = assert(fs.mkdtemp("rollout-repl-e2e-"))
+  end)
+
+  teardown(function()
+    for i = #sessions, 1, -1 do sessions[i]:close() end
+    if world then world:cleanup() end
+    if dir then fs.remove_tree(dir) end
+  end)
+
+  after_each(function()
+    for i = #sessions, 1, -1 do
+      sessions[i]:close()
+      sessions[i] = nil
+    end
+  end)
+
+  -- The REPL in the world of this describe (its state and deployments).
+  local function start()
+    local env = { HOME = dir, ROLLOUT_HISTORY = dir .. "/history", NO_COLOR = "1", EDITRC = false }
+    for k, v in pairs(world.env) do env[k] = v end
+    local s = tmux.start { argv = { BIN }, env = env, height = 40 }
+    sessions[#sessions + 1] = s
+    s:wait_prompt()
+    return s
+  end
+
+  local function enter(s, text)
+    s:type(text)
+    s:key("Enter")
+  end
+
+  it("completes svc:ch<TAB> to the checks, and svc:versions() prints rows", function()
+    local s = start()
+    enter(s, 'svc = rollout.service "microservice-1"')
+    s:wait_prompt()
+    s:type("svc:ch")
+    s:key("Tab")
+    s:wait_line("> svc:check_")
+    s:key("Tab")
+    s:wait_match("^check_header +check_split +check_unavailable$")
+    s:wait_line("> svc:check_")
+    s:key("C-u")
+    local before = #s:lines()
+    enter(s, "svc:versions()")
+    s:wait_match("^  version +weight +share +ready +pid +port +gateway$", before)
+    local lines = s:wait_match("^  v2 +50 +50%.0%% +yes +%d+ +%d+ +UP", before)
+    local pids = world:state_json().versions
+    local seen = 0
+    for _, l in ipairs(lines) do
+      local name, pid = l:match("^  (v%d) +50 +50%.0%% +yes +(%d+) ")
+      if name then
+        seen = seen + 1
+        assert.equal(pids[name].pid, tonumber(pid)) -- the real processes
+      end
+    end
+    assert.equal(2, seen)
+    assert.falsy(s:screen():find("{{", 1, true)) -- no raw table
+  end)
+
+  it("prints a verdict as its table, help() for a method, rawprint for the table", function()
+    local s = start()
+    enter(s, 'svc = rollout.service "microservice-1"')
+    s:wait_prompt()
+    local before = #s:lines()
+    enter(s, "svc:check_split()")
+    s:wait_match("^  version +weight +expected +observed +99%% CI +count$", before)
+    s:wait_match("^  v1 +50 +50%.0%% +[%d.]+%% +%[", before)
+    s:wait_text("split matches the weights (n=", before, 60)
+    s:wait_prompt()
+    s:key("C-l") -- a clean screen for the next answers
+    s:wait_prompt()
+    enter(s, "help(svc.check_split)")
+    s:wait_match("^Service:check_split%(weights, opts%) +stdlib/rollout/service%.lua:%d+$")
+    s:wait_text("Probes and judges the split against `weights`")
+    s:wait_prompt()
+    s:key("C-l")
+    s:wait_prompt()
+    enter(s, "rawprint(svc:check_header('v2', { n = 50 }), { depth = 1 })")
+    s:wait("the raw verdict", function(_, screen)
+      local flat = screen:gsub("\n", "")
+      return flat:find("{confidence = 0.99, ", 1, true) and flat:find("ok = true", 1, true)
+        and flat:find("rows = {...}", 1, true) and flat:find("summary = \"all 50 requests with the header", 1, true)
+    end)
+    s:wait_prompt()
   end)
 end)
