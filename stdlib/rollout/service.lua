@@ -121,6 +121,15 @@ function Service:expect_deployed(version)
     #names > 0 and table.concat(names, ", ") or "none"))
 end
 
+--- The endpoint given instead of the target's own (opts.endpoint or
+-- GATEWAY_ENDPOINT), or nil.
+function Service:external_endpoint()
+  local url = self.opts.endpoint
+  if not url or url == "" then url = os.getenv("GATEWAY_ENDPOINT") end
+  if url == "" then url = nil end
+  return url
+end
+
 --- The URL probes go to: opts.endpoint, GATEWAY_ENDPOINT, else the target's.
 -- A URL without a path gets the service's probe path.
 function Service:probe_url()
@@ -198,7 +207,7 @@ function Service:check_split(weights, opts)
   opts = opts or {}
   local w = weights and weight_map(weights) or traffic.to_map((self.target:traffic()))
   if not next(w) then errors.fail(self.name .. ": no weights to check (TRAFFIC.yaml is empty)") end
-  if not weights and not self.opts.endpoint then
+  if not weights and not self:external_endpoint() then
     local d = self:drift()
     if d then
       local v = { ok = false, failure = "drift", weights = w, rows = {}, n = 0, errors = 0,
@@ -225,7 +234,9 @@ end
 -- A version that is not deployed is refused at once (exit 2).
 function Service:check_header(version, opts)
   opts = opts or {}
-  self:expect_deployed(version)
+  -- against the target's own gateway, an undeployed version is refused at
+  -- once (an external ENDPOINT may route versions this target does not run)
+  if not self:external_endpoint() then self:expect_deployed(version) end
   local n = opts.n or require("rollout.stats").plan_leak(verify.defaults.leak, 1 - (1 - verify.defaults.power) / 2)
   local res = self:probe { n = n, header = version, label = "header " .. version }
   local v = verify.header(res, version, { planned = n, error_budget = opts.error_budget })
