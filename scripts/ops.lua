@@ -20,18 +20,31 @@ commands:
   delete_version SERVICE VERSION  stop VERSION and remove it (it must have weight 0)
   delete_service SERVICE        remove every version, route and state of SERVICE
 
+strategies (scripts/strategies/*.lua), from any shell:
+  status SERVICE                phase, step, weights, last measurements (--watch follows it)
+  promote SERVICE               end this step's analysis, go to the next (--full: to 100% now)
+  abort SERVICE                 back to exactly the weights and routes of before the run
+  pause SERVICE / resume SERVICE  hold the run at its step / go on (resumes a stopped run here)
+  retry SERVICE                 start an aborted run over
+  undo SERVICE                  back to the previous good weights in the journal
+  history SERVICE               the journal: every change, who, when, why
+
 options:
   --json           machine-readable output on stdout (every command; messages go to stderr)
   --wait           wait for another rollout working on SERVICE instead of failing
   --force          delete_version: drain a version that still has weight first
   --restart        start: restart a version that is already running
   --endpoint URL   probe this URL instead of the target's gateway (also GATEWAY_ENDPOINT)
+  --watch          status: follow the run until it ends (redraws on a terminal, JSON lines otherwise)
+  --full           promote: all the traffic to the new version at once
+  --expect-step N  promote: only if the run is at step N (default: the step status shows now)
 
 exit codes: 0 success, 1 a failed check or operation, 2 usage error or refused input]]
 
 local opts, pos = cli.parse(cli.args(...), {
   usage = usage,
-  flags = { json = "boolean", wait = "boolean", force = "boolean", restart = "boolean", endpoint = "string" },
+  flags = { json = "boolean", wait = "boolean", force = "boolean", restart = "boolean", endpoint = "string",
+            watch = "boolean", full = "boolean", expect_step = "number" },
 })
 
 local command, name, version = pos[1], pos[2], pos[3]
@@ -39,7 +52,8 @@ if not command then errors.refuse("no command given\n" .. usage) end
 
 local needs_version = { start = true, delete_version = true, test_version = true }
 local known = { start = true, list = true, update_traffic = true, ping = true, test_traffic = true,
-                test_version = true, delete_version = true, delete_service = true }
+                test_version = true, delete_version = true, delete_service = true, status = true, promote = true,
+                abort = true, pause = true, resume = true, retry = true, undo = true, history = true }
 if not known[command] then
   local names = {}
   for k in pairs(known) do names[#names + 1] = k end
@@ -108,7 +122,16 @@ function commands.list()
     or "(none configured: set kubernetes.endpoint in service.yaml or GATEWAY_ENDPOINT)")))
 end
 
+local strategy_ops = require "rollout.strategy_ops"
+
+for _, c in ipairs { "status", "promote", "abort", "pause", "resume", "retry", "undo", "history" } do
+  commands[c] = function()
+    os.exit(strategy_ops[c](svc, opts) or 0)
+  end
+end
+
 function commands.update_traffic()
+  strategy_ops.guard(svc, "update_traffic")
   local res = svc:apply_traffic()
   local list = svc:traffic()
   ui.print("New Traffic Distribution:")
@@ -177,6 +200,7 @@ function commands.test_version()
 end
 
 function commands.delete_version()
+  strategy_ops.guard(svc, "delete_version")
   local info = svc:remove_version(version, { force = opts.force })
   if info.release then
     ui.ok(string.format("%s removed (release %s uninstalled)", version, info.release))
@@ -190,6 +214,7 @@ function commands.delete_version()
 end
 
 function commands.delete_service()
+  strategy_ops.guard(svc, "delete_service")
   local res = svc:remove()
   ui.ok(string.format("%s deleted: %d version%s removed", name, #res.versions, #res.versions == 1 and "" or "s"))
   if opts.json then

@@ -352,40 +352,59 @@ function analysis.sampler(opts)
     return { n = 0, errors = 0, latencies = {}, kinds = {}, served = 0 }
   end
   smp.data = { canary = side(), baseline = side(), per_version = {} }
+  -- adds a probe result; `version` = the version asked for, or nil for the
+  -- default route (then every version but the canary counts)
   local function add(acc, res, version)
     acc.n = acc.n + (res.completed or 0)
     acc.errors = acc.errors + (res.error_total or 0)
     acc.served = acc.served + (res.served or 0)
     for k, c in pairs(res.errors or {}) do acc.kinds[k] = (acc.kinds[k] or 0) + c end
-    -- a request answered by another version than asked is not this one's
-    local lat = res.latencies and res.latencies[version] or {}
     local l = acc.latencies
-    for i = 1, #lat do l[#l + 1] = lat[i] end
+    for v, lat in pairs(res.latencies or {}) do
+      if (version and v == version) or (not version and v ~= smp.canary) then
+        for i = 1, #lat do l[#l + 1] = lat[i] end
+      end
+    end
   end
-  local function probe(version, n)
-    return smp.service:probe { n = n, header = version, concurrency = math.min(smp.concurrency, n),
-                               latencies = true, quiet = true, label = "analysis " .. version }
+  local function probe(n, header, headers)
+    return smp.service:probe { n = n, header = header, headers = headers,
+                               concurrency = math.min(smp.concurrency, n), latencies = true, quiet = true,
+                               label = "analysis" }
   end
   function smp.look(_, tick)
     if tick ~= nil and tick == smp.tick then return smp.data end
     smp.tick = tick
     smp.looks = smp.looks + 1
     local q = {}
-    local res = probe(smp.canary, smp.n)
-    add(smp.data.canary, res, smp.canary)
-    q[#q + 1] = string.format("%d requests with %s: %s", smp.n, smp.service.config.version_header, smp.canary)
-    local total = 0
-    for _, w in pairs(smp.baseline) do total = total + w end
-    local names = {}
-    for v in pairs(smp.baseline) do names[#names + 1] = v end
-    table.sort(names)
-    for _, v in ipairs(names) do
-      local k = math.max(1, math.floor(smp.n * smp.baseline[v] / total + 0.5))
-      local r = probe(v, k)
-      add(smp.data.baseline, r, v)
-      smp.data.per_version[v] = smp.data.per_version[v] or side()
-      add(smp.data.per_version[v], r, v)
-      q[#q + 1] = string.format("%d with %s", k, v)
+    local hname = smp.service.config.version_header
+    if opts.canary_headers then
+      -- groups (A/B): the test group through its route
+      local res = probe(smp.n, nil, opts.canary_headers)
+      add(smp.data.canary, res, smp.canary)
+      local hs = {}
+      for k, v in pairs(opts.canary_headers) do hs[#hs + 1] = k .. ": " .. v end
+      table.sort(hs)
+      q[#q + 1] = string.format("%d requests with %s", smp.n, table.concat(hs, ", "))
+    else
+      add(smp.data.canary, probe(smp.n, smp.canary), smp.canary)
+      q[#q + 1] = string.format("%d requests with %s: %s", smp.n, hname, smp.canary)
+    end
+    if opts.baseline_default then
+      -- the others: what the default route gives them
+      add(smp.data.baseline, probe(smp.n), nil)
+      q[#q + 1] = string.format("%d without (the default route)", smp.n)
+    else
+      local total, names = 0, {}
+      for v, w in pairs(smp.baseline) do total = total + w; names[#names + 1] = v end
+      table.sort(names)
+      for _, v in ipairs(names) do
+        local k = math.max(1, math.floor(smp.n * smp.baseline[v] / total + 0.5))
+        local r = probe(k, v)
+        add(smp.data.baseline, r, v)
+        smp.data.per_version[v] = smp.data.per_version[v] or side()
+        add(smp.data.per_version[v], r, v)
+        q[#q + 1] = string.format("%d with %s", k, v)
+      end
     end
     table.sort(smp.data.canary.latencies)
     table.sort(smp.data.baseline.latencies)

@@ -145,11 +145,12 @@ function Service:probe_url()
 end
 
 --- Sends `n` requests to the endpoint (opts.header = version adds the
--- version header). Shows a progress bar on a terminal.
+-- version header, opts.headers = {name = value} more headers). Shows a progress bar on a terminal.
 function Service:probe(opts)
   opts = opts or {}
   local probe = require "rollout.probe"
   local headers = {}
+  for k, v in pairs(opts.headers or {}) do headers[k] = v end
   if opts.header then headers[self.config.version_header] = opts.header end
   local bar = opts.quiet and nil or ui.progress(opts.label or "probing", opts.n)
   local res, err = probe.run {

@@ -198,7 +198,7 @@ local function split_args(list)
     elseif a:match("^%-%-[%w%-_]+$") then
       local name = a:sub(3)
       local nxt = list[i + 1]
-      if name == "json" or name == "wait" or name == "help" then
+      if name == "json" or name == "wait" or name == "help" or name == "full" then
         opts[name] = true
       elseif nxt and not nxt:match("^%-%-") then
         opts[name] = nxt
@@ -648,7 +648,9 @@ function Run:sampler(canary, baseline)
   self.samplers = self.samplers or {}
   if not self.samplers[key] then
     self.samplers[key] = analysis.sampler { service = self.service, canary = canary, baseline = baseline,
-                                            n = self.requests_per_look, concurrency = self.params.concurrency }
+                                            n = self.requests_per_look, concurrency = self.params.concurrency,
+                                            canary_headers = self.groups and self.groups.canary_headers,
+                                            baseline_default = self.groups ~= nil }
   end
   return self.samplers[key]
 end
@@ -670,6 +672,76 @@ function Run:record(m)
   local entry = copy(keep)
   entry.action = "measurement"
   self:log(entry)
+end
+
+--- The route match of the `header` and `cookie` parameters ("NAME:VALUE"
+-- each, "" for none): requests with either go to the new version.
+function Run:match_from_params()
+  local match = {}
+  local function pair(param, what)
+    local v = self.params[param]
+    if v == nil or v == "" then return nil end
+    local name, value = tostring(v):match("^([^:]+):(.+)$")
+    if not name then
+      errors.refuse(string.format("--%s must be NAME:VALUE (got %q)", param, tostring(v)))
+    end
+    return name, value, what
+  end
+  local hn, hv = pair("header")
+  if hn then match[#match + 1] = { headers = { [hn] = hv } } end
+  local cn, cv = pair("cookie")
+  if cn then match[#match + 1] = { cookies = { [cn] = cv } } end
+  if #match == 0 then errors.refuse("give --header=NAME:VALUE or --cookie=NAME:VALUE (or both)") end
+  -- the analysis compares what the two groups get: the test group through
+  -- the route, the others through the default route
+  local h = {}
+  if hn then h[hn] = hv else h.Cookie = cn .. "=" .. cv end
+  self.groups = { canary_headers = h }
+  return match
+end
+
+--- After a promotion: waits `delay` seconds (control requests and ^C
+-- still work), then removes the versions that had traffic before the run
+-- and have none now. -1 keeps them.
+function Run:scale_down(delay)
+  if delay == nil or delay < 0 then return end
+  local old = {}
+  for v, w in pairs(self.run.weights_before) do
+    if v ~= self.version and w > 0 and (self.run.weights[v] or 0) == 0 then old[#old + 1] = v end
+  end
+  table.sort(old)
+  if #old == 0 then return end
+  say(self, string.format("  %s keep%s running for %gs (instant rollback: rollout scripts/ops.lua undo %s)",
+    table.concat(old, ", "), #old == 1 and "s" or "", delay, self.service.name))
+  self.run.scale_down = { versions = old, at = time.wall() + delay }
+  self:save()
+  local deadline = time.now() + delay
+  while time.now() < deadline do
+    journal.take_requests(self.service.name)
+    time.sleep(math.min(0.2, math.max(0, deadline - time.now())))
+  end
+  -- an undo (or anything else) in the meantime gave them traffic: keep them
+  local now = self:current_weights()
+  for _, v in ipairs(old) do
+    if (now[v] or 0) == 0 then
+      self.service:remove_version(v)
+      self:log { action = "scale_down", why = "removed " .. v .. " after the scale-down delay" }
+      ui.ok(string.format("%s removed after the scale-down delay", v))
+    end
+  end
+  self.run.scale_down = nil
+  self:save()
+end
+
+--- Ends a run that changed no weights for good (e.g. an A/B test kept as
+-- it was): the run's routes go, the run succeeded.
+function Run:finish(message)
+  self:restore_routes()
+  self.run.phase, self.run.finished = "succeeded", time.wall()
+  self:save()
+  self:log { action = "finish", why = message, weights = copy(self.run.weights), good = true }
+  journal.clear_requests(self.service.name)
+  ui.ok(message)
 end
 
 -- --------------------------------------------------------- the ends --
@@ -819,7 +891,7 @@ function strategy.run(name, defaults, body, ...)
     s.run = {
       id = string.format("%s-%s-%d", os.date("!%Y%m%dT%H%M%S"), name, require("rollout.proc").pid()),
       service = service_name, strategy = name, version = version, target = svc.target_name,
-      script = debug.getinfo(2, "S").source:gsub("^@", ""), args = args, params = params,
+      script = fs.realpath((debug.getinfo(2, "S").source:gsub("^@", ""))), args = args, params = params,
       phase = "progressing", step = 1, weights_before = current, weights = copy(current),
       routes_before = svc:routes(), started = time.wall(), measurements = {}, answers = {}, looks = 0,
     }
@@ -895,6 +967,16 @@ function strategy.run(name, defaults, body, ...)
   svc:unlock()
   if strategy.embedded then return code, s.run end
   os.exit(code)
+end
+
+--- True when `e` is the error value a run's abort raises.
+function strategy.is_abort(e) return getmetatable(e) == Abort end
+
+--- A Run for a saved run whose process is gone (what `ops.lua abort`
+-- needs to roll it back here).
+function strategy.attach(svc, run)
+  return setmetatable({ service = svc, version = run.version, params = run.params or {}, name = run.strategy,
+                        hooks = {}, step_counter = 0, run = run }, Run)
 end
 
 --- The looks a run plans for: its analysed steps times `count` (at least
