@@ -75,6 +75,9 @@ config.spec = S.object {
     version_field = S.string { default = "version", check = nonempty },
     served_by_header = S.string { default = "X-Served-By", check = header_name },
     target = S.string { one_of = { "local", "kubernetes" } },
+    -- parameters of the strategies; checked by rollout.strategy against
+    -- each strategy's own (file:line:col in its messages)
+    strategy = S.any {},
     ["local"] = S.object {
       default = {},
       fields = {
@@ -152,6 +155,7 @@ function config.load(service)
   end
   cfg.kubernetes.host = cfg.kubernetes.host or cfg.name
   cfg.dir, cfg.file = dir, file
+  cfg.positions = pos
   cfg.traffic_file = fs.join(dir, "TRAFFIC.yaml")
   cfg.project_dir = config.project_dir()
   cache[service] = cfg

@@ -135,34 +135,35 @@ function strategy.params(name, defaults, cfg, args)
   for k, v in pairs(p) do proto[k] = v end
   local block = cfg and cfg.strategy
   local file = cfg and cfg.file or "service.yaml"
+  local ctx = { file = file, pos = cfg and cfg.positions }
+  local S = require "rollout.schema"
   if block ~= nil then
-    if type(block) ~= "table" then errors.refuse(file .. ": strategy: must be a mapping of parameters") end
-    local function apply(tbl, where)
+    if type(block) ~= "table" then S.refuse_at(ctx, nil, nil, "strategy", "must be a mapping of parameters") end
+    -- keys that are another strategy's block (a mapping named like no
+    -- parameter) are that strategy's to check
+    local function skip(k, v)
+      local key = tostring(k):gsub("-", "_")
+      return k == name or key == name or (type(v) == "table" and #v == 0 and next(v) ~= nil and proto[key] == nil)
+    end
+    local function apply(tbl, where, top)
       for k, v in pairs(tbl) do
-        local key = tostring(k):gsub("-", "_")
-        if proto[key] == nil then
-          if not (where == "strategy" and type(v) == "table" and not proto[key]) then
-            errors.refuse(string.format("%s: %s.%s: unknown strategy parameter%s (known: %s)", file, where, k,
+        if not (top and skip(k, v)) then
+          local key = tostring(k):gsub("-", "_")
+          if proto[key] == nil then
+            S.refuse_at(ctx, tbl, k, where .. "." .. tostring(k), string.format("unknown strategy parameter%s (known: %s)",
               cli.suggest(key, param_names(proto)), table.concat(param_names(proto), ", ")))
           end
-        else
-          p[key] = coerce(k, proto[key], v, file .. ": " .. where)
+          local ok, val = pcall(coerce, k, proto[key], v, where)
+          if not ok then S.refuse_at(ctx, tbl, k, where .. "." .. tostring(k), (errors.message(val):gsub("^.-: ", ""))) end
+          p[key] = val
         end
       end
     end
-    local general, own = {}, nil
-    for k, v in pairs(block) do
-      if k == name then own = v
-      elseif type(v) == "table" and #v == 0 and proto[tostring(k):gsub("-", "_")] == nil then
-        -- another strategy's block: not ours to check
-      else
-        general[k] = v
-      end
-    end
-    apply(general, "strategy")
+    apply(block, "strategy", true)
+    local own = block[name] or block[(name:gsub("_", "-"))]
     if own ~= nil then
-      if type(own) ~= "table" then errors.refuse(string.format("%s: strategy.%s must be a mapping", file, name)) end
-      apply(own, "strategy." .. name)
+      if type(own) ~= "table" then S.refuse_at(ctx, block, name, "strategy." .. name, "must be a mapping") end
+      apply(own, "strategy." .. name, false)
     end
   end
   for k, v in pairs(args or {}) do
