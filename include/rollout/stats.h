@@ -25,6 +25,7 @@
 #ifndef ROLLOUT_STATS_H
 #define ROLLOUT_STATS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -215,6 +216,102 @@ double rs_power_exact2(double p0, double p1, long n, double alpha);
 long rs_plan_split(const double *shares, int k, double delta, double alpha, double power);
 
 /* ---------------------------------------------------------------------
+ * Two samples: judging a canary against a baseline (rollout.judge).
+ * runtime/core/stats_twosample.c
+ * ------------------------------------------------------------------- */
+
+/* Binomial(n, p) tails: cdf = P(X <= x), sf = P(X >= x) (note: >=, the
+ * upper tail *including* x, as a p-value needs it).  Summed outward from x
+ * with a geometric bound on the rest, so far tails keep full relative
+ * precision; the tail nearer the mean is 1 - the other.  NaN if invalid. */
+double rs_binom_cdf(long x, long n, double p);
+double rs_binom_sf(long x, long n, double p);
+
+/* One-sided Clopper-Pearson bounds for a proportion from x successes in
+ * n >= 1 trials: lo with P(Bin(n, lo) >= x) = gamma (0 when x = 0) and hi
+ * with P(Bin(n, hi) <= x) = gamma (1 when x = n), 0 < gamma < 1.  Each is
+ * an exact one-sided (1 - gamma) bound: P(p < lo) <= gamma and
+ * P(p > hi) <= gamma, whatever p.  Bisection to ~1e-14 relative. */
+int rs_binom_bounds(long x, long n, double gamma, double *lo, double *hi);
+
+/* Hypergeometric: population N with K marked, `draws` drawn without
+ * replacement, X = marked ones drawn.  log P(X = x) (Loader's form from
+ * binomial saddle points, no lgamma differences; -inf outside the
+ * support) and the upper tail P(X >= x).  NaN if invalid. */
+double rs_hyper_logpmf(long x, long N, long K, long draws);
+double rs_hyper_sf(long x, long N, long K, long draws);
+
+/* One-sided Fisher exact test that the canary's failure rate is higher
+ * than the baseline's: xb of nb baseline requests and xc of nc canary
+ * requests failed.  p = P(X >= xc) for X ~ Hypergeometric(N = nb + nc,
+ * K = xb + xc, draws = nc): conditional on the total failures, the
+ * canary's share of them.  Valid (size <= alpha) for every pair of rates
+ * with p_canary <= p_baseline, for any n; 1 when there is no failure or a
+ * side is empty.  NaN if invalid. */
+double rs_fisher_greater(long xb, long nb, long xc, long nc);
+
+/* Exceedance (control-quantile, placement) test: C = how many of nc canary
+ * values exceed X_(r), the r-th smallest of nb baseline values
+ * (1 <= r <= nb).  If both samples come from one continuous distribution,
+ * C is beta-binomial (nc, nb - r + 1, r), and
+ *   P(C >= c) = P(H >= c), H ~ Hypergeometric(nb + nc, nc, nb - r + c)
+ * (C >= c iff at least c of the nb - r + c largest pooled values are
+ * canary values), which is what this returns.  Ties and a canary that is
+ * stochastically faster only make C smaller, so the test stays valid for
+ * any distribution when C counts values strictly above X_(r).  NaN if
+ * invalid. */
+double rs_exceed_sf(long c, long nc, long r, long nb);
+
+/* Smallest c with rs_exceed_sf(c, nc, r, nb) <= alpha, nc + 1 if none;
+ * negative rs_status if invalid. */
+long rs_exceed_crit(long nc, long r, long nb, double alpha);
+
+/* Distribution-free bounds for the q-quantile Q of any distribution (ties
+ * allowed) from the order statistics of n >= 1 values, 0 < q < 1,
+ * 0 < gamma < 1:
+ *   rs_order_upper: the smallest u with P(Bin(n, q) >= u) <= gamma; then
+ *     P(X_(u) < Q) <= gamma.  n + 1 when no order statistic is an upper
+ *     bound at that level (q^n > gamma).
+ *   rs_order_lower: the largest l with P(Bin(n, q) <= l - 1) <= gamma;
+ *     then P(X_(l) > Q) <= gamma.  0 when none is ((1 - q)^n > gamma).
+ * Negative rs_status if invalid. */
+long rs_order_upper(long n, double q, double gamma);
+long rs_order_lower(long n, double q, double gamma);
+
+/* Exact power of rs_fisher_greater at level alpha (p <= alpha rejects)
+ * with nb baseline and nc canary requests failing with rates pb and pc:
+ * the binomial probability of the rejection region.  NaN if invalid. */
+double rs_fisher_power(long nb, double pb, long nc, double pc, double alpha);
+
+/* Probability that the one-sided bounds at gamma show the increase small:
+ * P(hi_canary - lo_baseline < margin), with rs_binom_bounds on each side,
+ * when the true rates are pb and pc.  NaN if invalid. */
+double rs_diff_pass_prob(long nb, double pb, long nc, double pc, double gamma,
+                         double margin);
+
+/* ---------------------------------------------------------------------
+ * A sample of values accumulated over time and sorted on demand (new
+ * values are sorted and merged in: O(n) per query after an addition).
+ * Caller-owned; initialize with rs_sample_init, release with
+ * rs_sample_free.  runtime/core/stats_sample.c
+ * ------------------------------------------------------------------- */
+typedef struct {
+    double *v;     /* values; v[0 .. sorted) is sorted */
+    size_t n, cap, sorted;
+} rs_sample;
+
+void rs_sample_init(rs_sample *s);
+void rs_sample_free(rs_sample *s);
+/* Appends n finite values (RS_EINVAL, nothing added, if any is not). */
+int rs_sample_add(rs_sample *s, const double *x, size_t n);
+int rs_sample_sort(rs_sample *s);
+/* The r-th smallest value, 1 <= r <= n; NaN if out of range. */
+double rs_sample_order(rs_sample *s, size_t r);
+/* How many values are > t, or >= t; negative rs_status on error. */
+long rs_sample_count_above(rs_sample *s, double t);
+long rs_sample_count_at_least(rs_sample *s, double t);
+
+/* ---------------------------------------------------------------------
  * Deterministic PRNG for tests and simulations (not cryptographic):
  * xoshiro256** seeded through splitmix64.
  * ------------------------------------------------------------------- */
@@ -225,6 +322,28 @@ typedef struct {
 void rs_rng_seed(rs_rng *rng, uint64_t seed);
 uint64_t rs_rng_next(rs_rng *rng);
 double rs_rng_double(rs_rng *rng); /* uniform in [0, 1), 53 bits */
+
+/* Simulation helpers (runtime/core/stats_sample.c).  Standard normal
+ * (Box-Muller, one value per call); Binomial(n, p) by exact inversion
+ * searching outward from the mode (O(sqrt(npq))), negative rs_status if
+ * invalid. */
+double rs_rng_normal(rs_rng *rng);
+long rs_rng_binomial(rs_rng *rng, long n, double p);
+
+/* A latency model for simulations: median_ms * exp(sigma * Z) + shift_ms
+ * (a lognormal body, shifted), plus tail_ms with probability tail_share (a
+ * second mode), plus a hiccup uniform in [0, spike_ms) with probability
+ * spike_share (scheduler and timer stalls: a flat, heavy tail), clamped at
+ * 0, then rounded down to a multiple of resolution_ms when > 0 (a coarse
+ * timer: ties, and zeros when resolution exceeds most values). */
+typedef struct {
+    double median_ms, sigma, shift_ms, tail_share, tail_ms, spike_share, spike_ms,
+        resolution_ms;
+} rs_latency_model;
+
+double rs_latency_draw(rs_rng *rng, const rs_latency_model *m);
+/* Appends n draws of the model to the sample. */
+int rs_sample_simulate(rs_sample *s, rs_rng *rng, size_t n, const rs_latency_model *m);
 
 #ifdef __cplusplus
 }

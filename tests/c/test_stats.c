@@ -7,6 +7,17 @@
  * (exact binomial/multinomial p-values), or from published tables
  * (chi-square critical values; Newcombe 1998 for Wilson intervals;
  * Mendel's peas for Pearson's test; splitmix64's published output).
+ *
+ * Two-sample tests (runtime/core/stats_twosample.c): binomial tails,
+ * Fisher p-values, exceedance tails and exact powers are exact rationals
+ * from Python (fractions + math.comb, the power by enumerating every
+ * table); the exceedance tail was also checked against its beta-binomial
+ * form in exact rationals; Clopper-Pearson bounds by 200-step bisection on
+ * mpmath.betainc at 40 digits; the pass probability by enumerating every
+ * table with those mpmath bounds.  Published checks: Fisher's tea tasting
+ * (p = 17/70), Clopper-Pearson 5/100 -> [0.0164, 0.1128] and 1/10 at 90%
+ * -> [0.0051, 0.3942], and the order statistics (40, 61) of the 95%
+ * distribution-free interval for the median of 100 values.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +28,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "rollout/stats.h"
 
@@ -752,6 +764,368 @@ static void test_monte_carlo_power(void **state)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* two samples: binomial tails and bounds                              */
+
+static void test_binom_tails(void **state)
+{
+    (void)state;
+    static const struct {
+        long x, n;
+        double p, cdf, sf_next; /* P(X <= x), P(X >= x + 1) */
+    } t[] = {
+        {3, 10, 0.3, 0.6496107184, 0.3503892816},
+        {10, 1000, 0.005, 0.98653099067106831, 0.013469009328931743},
+        {30, 1000, 0.01, 0.999999935800714, 6.419928603137664e-08},
+        {2, 3864, 0.005, 8.096189347968986e-07, 0.9999991903810652},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        check_rel(rs_binom_cdf(t[i].x, t[i].n, t[i].p), t[i].cdf, 1e-12, "binom cdf");
+        check_rel(rs_binom_sf(t[i].x + 1, t[i].n, t[i].p), t[i].sf_next, 1e-12, "binom sf");
+    }
+    /* far tails keep their relative precision */
+    check_rel(rs_binom_sf(60, 1000, 0.01), 1.8438279840122010917e-27, 1e-12, "sf far");
+    check_rel(rs_binom_sf(150, 3000, 0.01), 6.5763744221354353221e-56, 1e-12, "sf far 2");
+    check_rel(rs_binom_cdf(0, 1000, 0.05), 5.2918227477450476383e-23, 1e-12, "cdf far");
+    check_rel(rs_binom_cdf(5, 2000, 0.05), 3.1492254882405458635e-37, 1e-12, "cdf far 2");
+    /* edges */
+    assert_true(rs_binom_cdf(-1, 10, 0.3) == 0.0);
+    assert_true(rs_binom_cdf(10, 10, 0.3) == 1.0);
+    assert_true(rs_binom_sf(0, 10, 0.3) == 1.0);
+    assert_true(rs_binom_sf(11, 10, 0.3) == 0.0);
+    assert_true(rs_binom_cdf(0, 10, 0.0) == 1.0);
+    assert_true(rs_binom_sf(1, 10, 0.0) == 0.0);
+    assert_true(rs_binom_sf(10, 10, 1.0) == 1.0);
+    assert_true(isnan(rs_binom_cdf(1, -1, 0.5)));
+    assert_true(isnan(rs_binom_sf(1, 10, 1.5)));
+    assert_true(isnan(rs_binom_sf(1, 10, NAN)));
+    /* cdf(x) + sf(x + 1) = 1 across the range */
+    for (long x = 0; x < 200; x += 7)
+        check_abs(rs_binom_cdf(x, 200, 0.3) + rs_binom_sf(x + 1, 200, 0.3), 1.0, 1e-14, "cdf + sf");
+}
+
+static void test_binom_bounds(void **state)
+{
+    (void)state;
+    static const struct {
+        long x, n;
+        double gamma, lo, hi;
+    } t[] = {
+        {5, 100, 0.025, 0.016431879182052159, 0.11283491110546277},
+        {0, 100, 0.025, 0.0, 0.036216692645176419},
+        {100, 100, 0.025, 0.96378330735482358, 1.0},
+        {7, 3864, 0.0025, 0.00046376512323938681, 0.0047105088302740471},
+        {56, 1288, 0.00075, 0.027561418812106341, 0.064523316566403026},
+        {1, 10, 0.05, 0.0051161968918237011, 0.39416330243650478},
+        {19, 3864, 0.0025, 0.0023384118671459865, 0.009000542284631941},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        double lo = -1, hi = -1;
+        assert_int_equal(rs_binom_bounds(t[i].x, t[i].n, t[i].gamma, &lo, &hi), RS_OK);
+        if (t[i].lo == 0.0)
+            assert_true(lo == 0.0);
+        else
+            check_rel(lo, t[i].lo, 1e-12, "CP lower");
+        check_rel(hi, t[i].hi, 1e-12, "CP upper");
+    }
+    double lo, hi;
+    assert_int_equal(rs_binom_bounds(1, 0, 0.05, &lo, &hi), RS_EINVAL);
+    assert_int_equal(rs_binom_bounds(11, 10, 0.05, &lo, &hi), RS_EINVAL);
+    assert_int_equal(rs_binom_bounds(1, 10, 0.0, &lo, &hi), RS_EINVAL);
+    assert_int_equal(rs_binom_bounds(1, 10, 0.05, NULL, &hi), RS_EINVAL);
+}
+
+/* ------------------------------------------------------------------ */
+/* two samples: Fisher, exceedance, order statistics                   */
+
+static void test_fisher_greater(void **state)
+{
+    (void)state;
+    static const struct {
+        long xb, nb, xc, nc;
+        double p;
+    } t[] = {
+        {1, 4, 3, 4, 17.0 / 70.0}, /* Fisher's tea tasting, one-sided */
+        {1, 20, 7, 20, 0.021798021798021798022},
+        {0, 1000, 10, 1000, 0.00095473258267080745004},
+        {5, 3864, 40, 3864, 3.6435672732285832712e-8},
+        {20, 2576, 45, 2576, 0.0012341654755648129859},
+        {0, 1288, 56, 1288, 7.5326757532053749651e-18},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        check_rel(rs_fisher_greater(t[i].xb, t[i].nb, t[i].xc, t[i].nc), t[i].p, 1e-12, "fisher");
+    /* no failure, no evidence; fewer canary failures: p = 1 */
+    assert_true(rs_fisher_greater(0, 1000, 0, 1000) == 1.0);
+    assert_true(rs_fisher_greater(3, 500, 0, 700) == 1.0);
+    assert_true(rs_fisher_greater(0, 0, 5, 10) == 1.0);
+    /* p falls as the canary fails more */
+    for (long xc = 1; xc < 30; xc++)
+        assert_true(rs_fisher_greater(2, 500, xc, 500) <= rs_fisher_greater(2, 500, xc - 1, 500));
+    assert_true(isnan(rs_fisher_greater(5, 4, 0, 4)));
+    assert_true(isnan(rs_fisher_greater(-1, 4, 0, 4)));
+    /* the hypergeometric itself */
+    check_rel(exp(rs_hyper_logpmf(3, 8, 4, 4)), 16.0 / 70.0, 1e-13, "hyper pmf");
+    assert_true(rs_hyper_logpmf(5, 8, 4, 4) == -INFINITY);
+    assert_true(rs_hyper_sf(0, 8, 4, 4) == 1.0);
+    assert_true(isnan(rs_hyper_sf(1, 8, 9, 4)));
+}
+
+static void test_exceedance(void **state)
+{
+    (void)state;
+    static const struct {
+        long c, nc, r, nb;
+        double p;
+    } t[] = {
+        {3, 10, 1, 1, 8.0 / 11.0}, /* the rank of one value among 11 is uniform */
+        {5, 20, 10, 20, 0.97581396747136457926},
+        {4, 30, 30, 30, 0.056199821587867975022},
+        {12, 100, 99, 100, 0.0012697487279323505594},
+        {30, 200, 100, 200, 0.99999999999999482768},
+        {30, 1288, 1276, 1288, 0.0037130307636281855876},
+        {1288, 1288, 644, 1288, 5.0860788248995310929e-242},
+        {150, 3864, 3826, 3864, 1.3362681122004731791e-17},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        check_rel(rs_exceed_sf(t[i].c, t[i].nc, t[i].r, t[i].nb), t[i].p, 1e-12, "exceedance");
+    assert_true(rs_exceed_sf(0, 5, 2, 5) == 1.0);
+    assert_true(isnan(rs_exceed_sf(1, 5, 0, 5)));
+    assert_true(isnan(rs_exceed_sf(1, 5, 6, 5)));
+    assert_true(isnan(rs_exceed_sf(6, 5, 2, 5)));
+    /* the critical count is the first that rejects */
+    long crit = rs_exceed_crit(1288, 1276, 1288, 1e-4);
+    assert_true(crit > 0 && crit <= 1288);
+    assert_true(rs_exceed_sf(crit, 1288, 1276, 1288) <= 1e-4);
+    assert_true(rs_exceed_sf(crit - 1, 1288, 1276, 1288) > 1e-4);
+    assert_int_equal(rs_exceed_crit(3, 1, 1, 0.01), 4); /* P(C >= 3) = 1/4 */
+    assert_true(rs_exceed_crit(3, 1, 1, 0.0) < 0);
+}
+
+/* Size of the exceedance test: identical continuous samples reject at
+ * about alpha (it is exact up to the discreteness of C); coarse ties and a
+ * faster canary only lower it. */
+static void test_exceedance_size(void **state)
+{
+    (void)state;
+    rs_rng rng;
+    rs_rng_seed(&rng, 424242);
+    rs_latency_model body = {0.4, 0.5, 0, 0, 0, 0, 0, 0};
+    rs_latency_model coarse = body, faster = body;
+    coarse.resolution_ms = 0.1;
+    faster.median_ms = 0.35;
+    const int reps = 3000;
+    const long n = 200;
+    const double alpha = 0.05, qs[] = {0.5, 0.9, 0.99};
+    int reject[3][3] = {{0}};
+    for (int rep = 0; rep < reps; rep++) {
+        for (int m = 0; m < 3; m++) {
+            rs_sample b, c;
+            rs_sample_init(&b);
+            rs_sample_init(&c);
+            const rs_latency_model *bm = m == 1 ? &coarse : &body;
+            const rs_latency_model *cm = m == 1 ? &coarse : m == 2 ? &faster : &body;
+            assert_int_equal(rs_sample_simulate(&b, &rng, (size_t)n, bm), RS_OK);
+            assert_int_equal(rs_sample_simulate(&c, &rng, (size_t)n, cm), RS_OK);
+            for (int k = 0; k < 3; k++) {
+                long r = (long)ceil(qs[k] * (double)n);
+                long above = rs_sample_count_above(&c, rs_sample_order(&b, (size_t)r));
+                reject[m][k] += rs_exceed_sf(above, n, r, n) <= alpha;
+            }
+            rs_sample_free(&b);
+            rs_sample_free(&c);
+        }
+    }
+    for (int k = 0; k < 3; k++) {
+        double same = (double)reject[0][k] / reps, ties = (double)reject[1][k] / reps;
+        double fast = (double)reject[2][k] / reps;
+        /* exact size at the largest attainable level <= alpha; 3 sigma */
+        double lo = k == 2 ? 0.01 : 0.03;
+        if (!(same <= alpha + 0.012 && same >= lo && ties <= alpha + 0.012 && fast <= same + 0.012)) {
+            print_error("q=%.2f: rejection %.4f (same) %.4f (ties) %.4f (faster), alpha %.2f\n",
+                        qs[k], same, ties, fast, alpha);
+            fail();
+        }
+    }
+}
+
+static void test_order_bounds(void **state)
+{
+    (void)state;
+    /* the 95% distribution-free interval for the median of 100 values */
+    assert_int_equal(rs_order_lower(100, 0.5, 0.025), 40);
+    assert_int_equal(rs_order_upper(100, 0.5, 0.025), 61);
+    /* no upper bound for p99 from 100 values at 0.001: 0.99^100 > 0.001 */
+    assert_int_equal(rs_order_upper(100, 0.99, 0.001), 101);
+    assert_int_equal(rs_order_lower(5, 0.5, 0.01), 0); /* 0.5^5 > 0.01 */
+    /* definitions, over a range of n */
+    for (long n = 50; n <= 5000; n = n * 3 / 2) {
+        for (int k = 0; k < 3; k++) {
+            double q = k == 0 ? 0.5 : k == 1 ? 0.9 : 0.99, g = 0.001;
+            long u = rs_order_upper(n, q, g), l = rs_order_lower(n, q, g);
+            if (u <= n) {
+                assert_true(rs_binom_sf(u, n, q) <= g);
+                assert_true(rs_binom_sf(u - 1, n, q) > g);
+            }
+            if (l >= 1) {
+                assert_true(rs_binom_cdf(l - 1, n, q) <= g);
+                assert_true(l == n || rs_binom_cdf(l, n, q) > g);
+            }
+            assert_true(l < u);
+        }
+    }
+    assert_true(rs_order_upper(0, 0.5, 0.01) < 0);
+    assert_true(rs_order_lower(10, 1.0, 0.01) < 0);
+}
+
+static void test_twosample_power(void **state)
+{
+    (void)state;
+    /* exact power: every table enumerated with exact Fisher p-values */
+    check_rel(rs_fisher_power(30, 0.02, 30, 0.2, 0.05), 0.56237842212703462, 1e-10, "power 1");
+    check_rel(rs_fisher_power(40, 0.0, 40, 0.1, 0.01), 0.099516423965551095, 1e-10, "power 2");
+    check_rel(rs_fisher_power(25, 0.1, 35, 0.3, 0.001), 0.04438903933820348, 1e-10, "power 3");
+    /* the test's size is at most alpha when the rates are equal */
+    for (int i = 0; i < 4; i++) {
+        double p0 = i == 0 ? 0.001 : i == 1 ? 0.01 : i == 2 ? 0.05 : 0.3;
+        assert_true(rs_fisher_power(500, p0, 500, p0, 0.01) <= 0.01);
+    }
+    check_rel(rs_diff_pass_prob(60, 0.02, 60, 0.02, 0.025, 0.2), 0.99885738442736234, 1e-9, "pass 1");
+    check_rel(rs_diff_pass_prob(80, 0.0, 80, 0.05, 0.01, 0.15), 0.62887977126521259, 1e-9, "pass 2");
+    /* at the margin a pass happens at most 2 gamma of the time */
+    assert_true(rs_diff_pass_prob(2000, 0.01, 2000, 0.02, 0.01, 0.01) <= 0.02);
+    assert_true(isnan(rs_fisher_power(0, 0.1, 10, 0.1, 0.05)));
+    assert_true(isnan(rs_diff_pass_prob(10, 0.1, 10, 0.1, 0.05, 0.0)));
+}
+
+/* ------------------------------------------------------------------ */
+/* the sample store and the simulation helpers                         */
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_sample(void **state)
+{
+    (void)state;
+    rs_rng rng;
+    rs_rng_seed(&rng, 7);
+    rs_sample s;
+    rs_sample_init(&s);
+    static double all[20000];
+    size_t total = 0;
+    /* batches of varied sizes, with ties, negatives and both zeros */
+    for (int batch = 0; batch < 12; batch++) {
+        double x[1500];
+        size_t n = (size_t)(batch * 131 % 1500) + 1;
+        for (size_t i = 0; i < n; i++) {
+            double u = rs_rng_double(&rng);
+            x[i] = batch % 3 == 0 ? floor(u * 10) - 3 : (u - 0.3) * 1e3;
+            if (i % 97 == 0)
+                x[i] = (i % 2) ? -0.0 : 0.0;
+            all[total + i] = x[i];
+        }
+        total += n;
+        assert_int_equal(rs_sample_add(&s, x, n), RS_OK);
+        if (batch % 4 != 1) { /* sometimes two batches before a query */
+            qsort(all, total, sizeof all[0], cmp_dbl);
+            assert_int_equal(rs_sample_sort(&s), RS_OK);
+            assert_true(s.n == total);
+            for (size_t i = 0; i < total; i++)
+                assert_true(s.v[i] == all[i]);
+            for (int k = 0; k < 20; k++) {
+                double t = all[(size_t)(rs_rng_double(&rng) * (double)total)];
+                long above = 0, atl = 0;
+                for (size_t i = 0; i < total; i++) {
+                    above += all[i] > t;
+                    atl += all[i] >= t;
+                }
+                assert_int_equal(rs_sample_count_above(&s, t), above);
+                assert_int_equal(rs_sample_count_at_least(&s, t), atl);
+            }
+            assert_true(rs_sample_order(&s, 1) == all[0]);
+            assert_true(rs_sample_order(&s, total) == all[total - 1]);
+        }
+    }
+    assert_true(isnan(rs_sample_order(&s, 0)));
+    assert_true(isnan(rs_sample_order(&s, total + 1)));
+    double bad[2] = {1.0, NAN};
+    size_t before = s.n;
+    assert_int_equal(rs_sample_add(&s, bad, 2), RS_EINVAL);
+    assert_true(s.n == before);
+    assert_true(rs_sample_count_above(&s, NAN) < 0);
+    rs_sample_free(&s);
+    assert_true(s.v == NULL && s.n == 0);
+}
+
+static void test_rng_binomial(void **state)
+{
+    (void)state;
+    rs_rng rng;
+    rs_rng_seed(&rng, 11);
+    /* chi-square goodness of fit of 20000 draws against the exact pmf */
+    static const struct {
+        long n;
+        double p;
+    } t[] = {{1288, 0.005}, {1288, 0.05}, {40, 0.7}, {100000, 0.3}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        long n = t[i].n;
+        double p = t[i].p, mean = (double)n * p, sd = sqrt(mean * (1 - p));
+        long lo = (long)fmax(0, floor(mean - 4 * sd)), hi = (long)fmin((double)n, ceil(mean + 4 * sd));
+        long cells = hi - lo + 1, counts[4096] = {0};
+        const int draws = 20000;
+        assert_true(cells + 2 <= 4096);
+        for (int d = 0; d < draws; d++) {
+            long x = rs_rng_binomial(&rng, n, p);
+            assert_true(x >= 0 && x <= n);
+            counts[x < lo ? 0 : x > hi ? cells + 1 : x - lo + 1]++;
+        }
+        /* cells merged until each expects >= 5 */
+        double stat = 0, exp_acc = 0, obs_acc = 0;
+        int df = -1;
+        for (long c = 0; c < cells + 2; c++) {
+            double e = c == 0 ? rs_binom_cdf(lo - 1, n, p)
+                     : c == cells + 1 ? rs_binom_sf(hi + 1, n, p)
+                     : exp(rs_binom_logpmf(lo + c - 1, n, p));
+            exp_acc += e * draws;
+            obs_acc += (double)counts[c];
+            if (exp_acc >= 5 || c == cells + 1) {
+                stat += (obs_acc - exp_acc) * (obs_acc - exp_acc) / fmax(exp_acc, 1e-300);
+                df++;
+                exp_acc = obs_acc = 0;
+            }
+        }
+        double pv = rs_chi2_sf(stat, df);
+        if (!(pv > 1e-4)) {
+            print_error("binomial(%ld, %g): chi2 %.1f df %d p %.2g\n", n, p, stat, df, pv);
+            fail();
+        }
+    }
+    assert_int_equal(rs_rng_binomial(&rng, 10, 0.0), 0);
+    assert_int_equal(rs_rng_binomial(&rng, 10, 1.0), 10);
+    assert_true(rs_rng_binomial(&rng, -1, 0.5) < 0);
+    assert_true(rs_rng_binomial(&rng, 10, 1.5) < 0);
+    /* normal: mean and variance */
+    double s1 = 0, s2 = 0;
+    for (int i = 0; i < 100000; i++) {
+        double z = rs_rng_normal(&rng);
+        s1 += z;
+        s2 += z * z;
+    }
+    check_abs(s1 / 100000, 0.0, 0.015, "normal mean");
+    check_abs(s2 / 100000, 1.0, 0.02, "normal variance");
+    /* the latency model: shift, coarse timer, second mode */
+    rs_latency_model m = {1.0, 0.0, 2.0, 0.25, 10.0, 0, 0, 0.5};
+    int tail = 0;
+    for (int i = 0; i < 4000; i++) {
+        double x = rs_latency_draw(&rng, &m);
+        assert_true(x == 3.0 || x == 13.0);
+        tail += x == 13.0;
+    }
+    check_abs(tail / 4000.0, 0.25, 0.03, "second mode share");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -770,6 +1144,15 @@ int main(void)
         cmocka_unit_test(test_rng),
         cmocka_unit_test(test_monte_carlo_size),
         cmocka_unit_test(test_monte_carlo_power),
+        cmocka_unit_test(test_binom_tails),
+        cmocka_unit_test(test_binom_bounds),
+        cmocka_unit_test(test_fisher_greater),
+        cmocka_unit_test(test_exceedance),
+        cmocka_unit_test(test_exceedance_size),
+        cmocka_unit_test(test_order_bounds),
+        cmocka_unit_test(test_twosample_power),
+        cmocka_unit_test(test_sample),
+        cmocka_unit_test(test_rng_binomial),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
