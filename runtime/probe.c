@@ -6,7 +6,8 @@
  *                     | function(status, body, headers) -> version | nil,
  *             served_by="X-Served-By" (a header naming who answered),
  *             deadline=, on_progress=function(done, total, elapsed),
- *             keepalive=true, record=false, latencies=false, threads=2}
+ *             keepalive=true, record=false, latencies=false, threads=2,
+ *             variants = {{name=, headers={...}, weight=1}, ...}}
  *     -> { sent, completed, served, counts = {v1 = N, ...},
  *          errors = {connect, timeout, http_4xx, http_5xx, parse, other},
  *          error_total, status = {[200] = N, ...},
@@ -15,6 +16,8 @@
  *          errors_by_version = {v3 = {http_5xx = N, ...}} (versions with errors),
  *          errors_unattributed = N (errors no version was named for),
  *          latencies = {v1 = {ms, ...} sorted} (latencies = true),
+ *          by_variant = {name = {sent, completed, served, errors = {kind = N},
+ *                                error_total, latency_ms, latencies}} (variants),
  *          latency_ms = {p50, p90, p99, max, mean} (empty when none completed),
  *          duration, rate, stopped = nil | "deadline" | "duration",
  *          samples = {{"v1" | kind, latency_ms}, ...} (record = true) }
@@ -32,6 +35,13 @@
  * `threads` worker threads, each with its own multi handle. Misuse raises;
  * ^C raises "interrupted" and an error in extract / on_progress is re-raised
  * as is, both after every handle is freed.
+ *
+ * Variants interleave kinds of requests in one run, so that they see the
+ * same moments of the machine (a canary and its baseline, each through
+ * its version header): request i is sent with the headers of a variant
+ * (instead of `headers`), the variants taking turns in proportion to their
+ * weights (integers, summing to at most 256), and each variant's requests
+ * are tallied on their own as well.
  *
  * Requests are HTTP/1.1 on kept-alive connections (a new one when the
  * server closes or says "Connection: close", after an error or a timeout,
@@ -67,6 +77,7 @@ typedef struct probe_state {
     probe_config cfg;
     probe_result res;
     struct curl_slist *headers;
+    char vnames[PROBE_MAX_VARIANTS][64];
     int closed;
     /* Lua side of the callbacks */
     lua_State *L;
@@ -82,6 +93,10 @@ static void state_free(probe_state *st)
         probe_result_free(&st->res);
         curl_slist_free_all(st->headers);
         st->headers = NULL;
+        for (int v = 0; v < PROBE_MAX_VARIANTS; v++) {
+            curl_slist_free_all(st->cfg.variant_headers[v]);
+            st->cfg.variant_headers[v] = NULL;
+        }
     }
 }
 
@@ -273,6 +288,121 @@ static void push_by_version(lua_State *L, const probe_result *r, int latencies)
     }
 }
 
+/* Reads opts.variants (stack index opts) into the state: names, header
+ * lists, and the cycle (smooth weighted round-robin, so the variants
+ * alternate as evenly as their weights allow). Misuse raises; the lists
+ * are freed by the state. */
+static void read_variants(lua_State *L, int opts, probe_state *st)
+{
+    probe_config *c = &st->cfg;
+    int weights[PROBE_MAX_VARIANTS], total = 0, current[PROBE_MAX_VARIANTS];
+    lua_getfield(L, opts, "variants");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    luaL_checktype(L, -1, LUA_TTABLE);
+    c->nvariants = (int)lua_rawlen(L, -1);
+    if (c->nvariants < 1 || c->nvariants > PROBE_MAX_VARIANTS)
+        luaL_error(L, "field 'variants' must be a list of 1 to %d variants", PROBE_MAX_VARIANTS);
+    for (int v = 0; v < c->nvariants; v++) {
+        const char *name;
+        size_t len;
+        lua_Integer w = 1;
+        lua_rawgeti(L, -1, v + 1);
+        if (!lua_istable(L, -1))
+            luaL_error(L, "variants[%d] must be {name=, headers=, weight=}", v + 1);
+        lua_getfield(L, -1, "name");
+        name = lua_tolstring(L, -1, &len);
+        if (name == NULL || len == 0 || len >= sizeof st->vnames[v])
+            luaL_error(L, "variants[%d].name must be a string of 1 to 63 bytes", v + 1);
+        for (int j = 0; j < v; j++)
+            if (strcmp(st->vnames[j], name) == 0)
+                luaL_error(L, "variants[%d].name: %s is given twice", v + 1, name);
+        memcpy(st->vnames[v], name, len + 1);
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "weight");
+        if (!lua_isnil(L, -1)) {
+            int ok;
+            w = lua_tointegerx(L, -1, &ok);
+            if (!ok || w < 1 || w > PROBE_CYCLE_MAX)
+                luaL_error(L, "variants[%d].weight must be an integer from 1 to %d", v + 1, PROBE_CYCLE_MAX);
+        }
+        lua_pop(L, 1);
+        weights[v] = (int)w;
+        total += (int)w;
+        lua_getfield(L, -1, "headers");
+        curlx_read_headers(L, -1, &c->variant_headers[v]);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    if (total > PROBE_CYCLE_MAX)
+        luaL_error(L, "field 'variants': the weights sum to %d, more than %d", total, PROBE_CYCLE_MAX);
+    memset(current, 0, sizeof current);
+    for (int i = 0; i < total; i++) {
+        int best = 0;
+        for (int v = 0; v < c->nvariants; v++) {
+            current[v] += weights[v];
+            if (current[v] > current[best])
+                best = v;
+        }
+        current[best] -= total;
+        c->cycle[i] = best;
+    }
+    c->ncycle = total;
+}
+
+static void push_variants(lua_State *L, const probe_state *st, int latencies)
+{
+    const probe_result *r = &st->res;
+    if (st->cfg.nvariants == 0)
+        return;
+    luaL_checkstack(L, 8, "probe result");
+    lua_createtable(L, 0, st->cfg.nvariants);
+    for (int v = 0; v < st->cfg.nvariants; v++) {
+        const probe_variant_tally *t = &r->variants[v];
+        uint64_t e;
+        lua_createtable(L, 0, 8);
+        lua_pushinteger(L, (lua_Integer)t->sent);
+        lua_setfield(L, -2, "sent");
+        lua_pushinteger(L, (lua_Integer)t->completed);
+        lua_setfield(L, -2, "completed");
+        lua_pushinteger(L, (lua_Integer)t->served);
+        lua_setfield(L, -2, "served");
+        e = push_kinds(L, t->errors, 0);
+        lua_setfield(L, -2, "errors");
+        lua_pushinteger(L, (lua_Integer)e);
+        lua_setfield(L, -2, "error_total");
+        lua_createtable(L, 0, 5);
+        if (t->nlat > 0) {
+            double sum = 0;
+            for (size_t i = 0; i < t->nlat; i++)
+                sum += t->lat[i];
+            lua_pushnumber(L, probe_variant_percentile_ms(r, v, 0.50));
+            lua_setfield(L, -2, "p50");
+            lua_pushnumber(L, probe_variant_percentile_ms(r, v, 0.90));
+            lua_setfield(L, -2, "p90");
+            lua_pushnumber(L, probe_variant_percentile_ms(r, v, 0.99));
+            lua_setfield(L, -2, "p99");
+            lua_pushnumber(L, t->lat[t->nlat - 1] / 1000.0);
+            lua_setfield(L, -2, "max");
+            lua_pushnumber(L, sum / (double)t->nlat / 1000.0);
+            lua_setfield(L, -2, "mean");
+        }
+        lua_setfield(L, -2, "latency_ms");
+        if (latencies) {
+            lua_createtable(L, (int)(t->nlat > 0x7fffffff ? 0x7fffffff : t->nlat), 0);
+            for (size_t i = 0; i < t->nlat; i++) {
+                lua_pushnumber(L, t->lat[i] / 1000.0);
+                lua_rawseti(L, -2, (lua_Integer)i + 1);
+            }
+            lua_setfield(L, -2, "latencies");
+        }
+        lua_setfield(L, -2, st->vnames[v]);
+    }
+    lua_setfield(L, -2, "by_variant");
+}
+
 static void push_result(lua_State *L, const probe_result *r, int latencies)
 {
     uint64_t served = 0, err_total = 0;
@@ -426,6 +556,7 @@ static int p_run(lua_State *L)
     curlx_read_headers(L, -1, &st->headers);
     lua_pop(L, 1);
     c->headers = st->headers;
+    read_variants(L, 1, st);
 
     /* stack: 1 opts, 2 state, 3 extract function, 4 progress, 5 error */
     lua_getfield(L, 1, "extract");
@@ -477,6 +608,7 @@ static int p_run(lua_State *L)
     }
     if (status == PROBE_OK) {
         push_result(L, &st->res, latencies);
+        push_variants(L, st, latencies);
         state_free(st);
         return 1;
     }

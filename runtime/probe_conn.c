@@ -265,6 +265,11 @@ static int slot_begin(probe_worker *w, probe_slot *sl, double now)
     sl->t_start = now;
     sl->t_deadline = c->timeout_ms > 0 ? now + (double)c->timeout_ms / 1000.0 : 0;
     sl->retried = 0;
+    if (c->nvariants > 0) {
+        uint64_t i = atomic_fetch_add_explicit(&w->s->seq, 1, memory_order_relaxed);
+        sl->variant = c->cycle[i % (uint64_t)c->ncycle];
+        w->r->variants[sl->variant].sent++;
+    }
     if (sl->t_deadline > 0)
         list_add(w, sl);
     w->active++;
@@ -303,9 +308,11 @@ static int slot_send(probe_worker *w, probe_slot *sl)
 {
     const probe_shared *s = w->s;
     probe_fd *fi = &w->fds[sl->fd];
-    while (sl->req_off < s->req_len) {
+    const char *req = s->cfg->nvariants > 0 ? s->vreq[sl->variant] : s->req;
+    size_t req_len = s->cfg->nvariants > 0 ? s->vreq_len[sl->variant] : s->req_len;
+    while (sl->req_off < req_len) {
         size_t n = 0;
-        CURLcode rc = curl_easy_send(sl->e, s->req + sl->req_off, s->req_len - sl->req_off, &n);
+        CURLcode rc = curl_easy_send(sl->e, req + sl->req_off, req_len - sl->req_off, &n);
         if (rc == CURLE_AGAIN)
             return fd_watch(w, fi, sl->fd, EPOLLIN | EPOLLOUT) == 0 ? 0 : slot_error(w, sl, PROBE_OTHER);
         if (rc != CURLE_OK) {

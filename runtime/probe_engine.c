@@ -122,7 +122,8 @@ int probe_finish(probe_worker *w, probe_slot *sl, int outcome, double now)
                 if (idx >= 0) {
                     what = idx;
                     r->counts[idx]++;
-                    if (probe_tally_served(r, idx, us) != 0) {
+                    if (probe_tally_served(r, idx, us) != 0 ||
+                        (c->nvariants > 0 && probe_tally_variant_served(r, sl->variant, us) != 0)) {
                         probe_fail(w, PROBE_FAILED, "out of memory");
                         return -1;
                     }
@@ -152,8 +153,12 @@ int probe_finish(probe_worker *w, probe_slot *sl, int outcome, double now)
         r->errors[kind]++;
         if (vidx >= 0)
             r->verrors[vidx][kind]++;
+        if (c->nvariants > 0)
+            r->variants[sl->variant].errors[kind]++;
         what = -(kind + 1);
     }
+    if (c->nvariants > 0)
+        r->variants[sl->variant].completed++;
     r->completed++;
     atomic_fetch_add_explicit(&w->s->done, 1, memory_order_relaxed);
     if (probe_tally_latency(r, us) != 0 || (c->record && probe_tally_sample(r, what, us) != 0)) {
@@ -242,9 +247,21 @@ int probe_run(const probe_config *cfg, probe_result *res)
         s.req = req;
         s.req_len = len;
         s.tls = tls;
+        for (int v = 0; v < cfg->nvariants; v++) {
+            probe_config vc = *cfg;
+            vc.headers = cfg->variant_headers[v];
+            if (probe_http_request(&vc, &s.vreq[v], &s.vreq_len[v], &tls, res->err, sizeof res->err) != 0) {
+                for (int j = 0; j < v; j++)
+                    free(s.vreq[j]);
+                free(req);
+                res->status = PROBE_FAILED;
+                return res->status;
+            }
+        }
         s.head = cfg->method != NULL && strcmp(cfg->method, "HEAD") == 0;
     }
     atomic_init(&s.claimed, 0);
+    atomic_init(&s.seq, 0);
     atomic_init(&s.done, 0);
     atomic_init(&s.stop, PROBE_GO);
     atomic_init(&s.hit_duration, 0);
@@ -344,6 +361,10 @@ int probe_run(const probe_config *cfg, probe_result *res)
     free(ws);
     memset(req, 0, s.req_len); /* may hold credentials */
     free(req);
+    for (int v = 0; v < cfg->nvariants; v++) {
+        memset(s.vreq[v], 0, s.vreq_len[v]);
+        free(s.vreq[v]);
+    }
 
     if (atomic_load(&s.hit_deadline))
         res->stopped = PROBE_STOPPED_DEADLINE;

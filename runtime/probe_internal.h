@@ -21,6 +21,9 @@ typedef struct probe_shared {
     const probe_config *cfg;
     const char *req;              /* the request bytes (probe_http_request) */
     size_t req_len;
+    char *vreq[PROBE_MAX_VARIANTS]; /* the request bytes of each variant */
+    size_t vreq_len[PROBE_MAX_VARIANTS];
+    atomic_uint_fast64_t seq;     /* requests started, all workers (variant cycle) */
     int tls;                      /* https: read until curl says EAGAIN */
     int head;                     /* the method is HEAD: responses have no body */
     atomic_uint_fast64_t claimed; /* request numbers handed out (n mode) */
@@ -53,6 +56,7 @@ struct probe_slot {
     int lost;           /* libcurl closed the connection under us */
     int fd;             /* its socket, -1 when none */
     int retried;        /* this request was resent on a new connection */
+    int variant;        /* the request variant in flight (0 without variants) */
     double t_start;     /* when this request started (rollout_now) */
     double t_deadline;  /* its timeout; 0 = none */
     size_t req_off;     /* request bytes written */

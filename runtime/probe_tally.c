@@ -55,6 +55,13 @@ int probe_tally_served(probe_result *r, int idx, uint32_t us)
     return append_u32(&r->vlat[idx], &r->nvlat[idx], &r->capvlat[idx], us);
 }
 
+int probe_tally_variant_served(probe_result *r, int v, uint32_t us)
+{
+    probe_variant_tally *t = &r->variants[v];
+    t->served++;
+    return append_u32(&t->lat, &t->nlat, &t->caplat, us);
+}
+
 int probe_tally_sample(probe_result *r, int32_t what, uint32_t us)
 {
     if (r->nsamples == r->cap_samples) {
@@ -102,6 +109,24 @@ int probe_result_merge(probe_result *res, const probe_result *r)
             res->nvlat[idx] = res->capvlat[idx] = n;
         }
     }
+    for (int v = 0; v < PROBE_MAX_VARIANTS; v++) {
+        probe_variant_tally *a = &res->variants[v];
+        const probe_variant_tally *b = &r->variants[v];
+        a->sent += b->sent;
+        a->completed += b->completed;
+        a->served += b->served;
+        for (int k = 0; k < PROBE_NKINDS; k++)
+            a->errors[k] += b->errors[k];
+        if (b->nlat > 0) {
+            uint32_t *p = realloc(a->lat, (a->nlat + b->nlat) * sizeof *p);
+            if (p == NULL)
+                return -1;
+            memcpy(p + a->nlat, b->lat, b->nlat * sizeof *p);
+            a->lat = p;
+            a->nlat += b->nlat;
+            a->caplat = a->nlat;
+        }
+    }
     if (r->nlatency > 0) {
         uint32_t *p = realloc(res->latency_us, (res->nlatency + r->nlatency) * sizeof *p);
         if (p == NULL)
@@ -127,6 +152,7 @@ void probe_result_move(probe_result *res, probe_result *r)
     memcpy(res->vlat, r->vlat, r->nversions * sizeof r->vlat[0]);
     memcpy(res->nvlat, r->nvlat, r->nversions * sizeof r->nvlat[0]);
     memcpy(res->capvlat, r->capvlat, r->nversions * sizeof r->capvlat[0]);
+    memcpy(res->variants, r->variants, sizeof res->variants);
     res->latency_us = r->latency_us;
     res->nlatency = r->nlatency;
     res->cap_latency = r->cap_latency;
@@ -145,6 +171,10 @@ void probe_result_free(probe_result *res)
         res->nvlat[i] = res->capvlat[i] = 0;
     }
     res->nversions = 0;
+    for (int v = 0; v < PROBE_MAX_VARIANTS; v++) {
+        free(res->variants[v].lat);
+        memset(&res->variants[v], 0, sizeof res->variants[v]);
+    }
     free(res->latency_us);
     res->latency_us = NULL;
     res->nlatency = res->cap_latency = 0;
@@ -177,6 +207,11 @@ double probe_vpercentile_ms(const probe_result *res, int idx, double p)
     return rank_ms(res->vlat[idx], res->nvlat[idx], p);
 }
 
+double probe_variant_percentile_ms(const probe_result *res, int v, double p)
+{
+    return rank_ms(res->variants[v].lat, res->variants[v].nlat, p);
+}
+
 void probe_result_sort(probe_result *res)
 {
     if (res->nlatency > 1)
@@ -184,4 +219,7 @@ void probe_result_sort(probe_result *res)
     for (size_t i = 0; i < res->nversions; i++)
         if (res->nvlat[i] > 1)
             qsort(res->vlat[i], res->nvlat[i], sizeof res->vlat[i][0], by_u32);
+    for (int v = 0; v < PROBE_MAX_VARIANTS; v++)
+        if (res->variants[v].nlat > 1)
+            qsort(res->variants[v].lat, res->variants[v].nlat, sizeof res->variants[v].lat[0], by_u32);
 }

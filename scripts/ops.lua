@@ -142,6 +142,8 @@ function commands.update_traffic()
   if ok then
     ui.ok("the gateway serves the new weights")
     if #bad > 0 then ui.warn("errors in the confirming sample: " .. why_errors) end
+    require("rollout.journal").append(name, { action = "update_traffic", from = res.previous, to = res.weights,
+                                              weights = res.weights, good = true, why = "TRAFFIC.yaml applied" })
   else
     ui.fail(why.message .. " (at " .. svc:probe_url() .. ")")
   end

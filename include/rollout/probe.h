@@ -37,6 +37,8 @@
 #define PROBE_JSON_DEPTH 8        /* segments of a "json:a.b.c" path */
 #define PROBE_MAX_THREADS 8
 #define PROBE_STATUS_MAX 1000     /* HTTP status codes 0..999 */
+#define PROBE_MAX_VARIANTS 16     /* request variants of one run */
+#define PROBE_CYCLE_MAX 256       /* length of the variants' cycle (sum of their weights) */
 
 /* Error kinds, in the order of result.errors. */
 enum probe_kind {
@@ -100,6 +102,12 @@ typedef struct probe_config {
     /* a header naming the version that answered, read from every response
      * (errors included) when the extraction gives none: "" = none */
     char served_by[128];
+    /* request variants: request i is variant cycle[i % ncycle], sent with the
+     * headers of variants[v] instead of `headers` (0 variants: `headers`) */
+    int nvariants;
+    struct curl_slist *variant_headers[PROBE_MAX_VARIANTS];
+    int cycle[PROBE_CYCLE_MAX];
+    int ncycle;
     probe_extract_fn extract;
     void *extract_ud;
     probe_progress_fn progress;
@@ -113,6 +121,14 @@ typedef struct probe_sample {
     int32_t what;
     uint32_t latency_us;
 } probe_sample;
+
+/* What the requests of one variant gave. */
+typedef struct probe_variant_tally {
+    uint64_t sent, completed, served;
+    uint64_t errors[PROBE_NKINDS];
+    uint32_t *lat; /* latencies of the served ones, sorted after the run */
+    size_t nlat, caplat;
+} probe_variant_tally;
 
 typedef struct probe_result {
     enum probe_status status;
@@ -130,6 +146,7 @@ typedef struct probe_result {
     /* latencies of the requests each version served, sorted after the run */
     uint32_t *vlat[PROBE_MAX_VERSIONS];
     size_t nvlat[PROBE_MAX_VERSIONS], capvlat[PROBE_MAX_VERSIONS];
+    probe_variant_tally variants[PROBE_MAX_VARIANTS];
     uint32_t *latency_us;    /* completed requests, sorted after the run */
     size_t nlatency, cap_latency;
     probe_sample *samples;
@@ -245,6 +262,8 @@ int probe_tally_version(probe_result *r, const char *v, size_t len);
 int probe_tally_latency(probe_result *r, uint32_t us);
 /* Appends the latency of a request version idx served; -1 when out of memory. */
 int probe_tally_served(probe_result *r, int idx, uint32_t us);
+/* The same for variant v (counted as served). */
+int probe_tally_variant_served(probe_result *r, int v, uint32_t us);
 int probe_tally_sample(probe_result *r, int32_t what, uint32_t us);
 /* Adds from's counts, errors, statuses, versions and latencies to into
  * (not samples: version indexes differ). -1 when out of memory. */
@@ -267,5 +286,7 @@ void probe_result_free(probe_result *res);
 double probe_percentile_ms(const probe_result *res, double p);
 /* The same over the latencies version idx served. */
 double probe_vpercentile_ms(const probe_result *res, int idx, double p);
+/* The same over the served latencies of variant v. */
+double probe_variant_percentile_ms(const probe_result *res, int v, double p);
 
 #endif

@@ -265,10 +265,11 @@ function analysis.run(metrics, ctx)
     return nil
   end
   if #tallies == 0 then return { outcome = "pass", measurements = all, reason = "no metrics" } end
-  local tick = 0
   while true do
-    tick = tick + 1
-    ctx.tick = tick
+    -- one tick per round of measurements, unique in the process: metrics
+    -- measured in the same round share the active sampler's look
+    analysis.ticks = (analysis.ticks or 0) + 1
+    ctx.tick = analysis.ticks
     local now = time.now()
     local due = math.huge
     for _, t in ipairs(tallies) do
@@ -352,60 +353,80 @@ function analysis.sampler(opts)
     return { n = 0, errors = 0, latencies = {}, kinds = {}, served = 0 }
   end
   smp.data = { canary = side(), baseline = side(), per_version = {} }
-  -- adds a probe result; `version` = the version asked for, or nil for the
-  -- default route (then every version but the canary counts)
-  local function add(acc, res, version)
-    acc.n = acc.n + (res.completed or 0)
-    acc.errors = acc.errors + (res.error_total or 0)
-    acc.served = acc.served + (res.served or 0)
-    for k, c in pairs(res.errors or {}) do acc.kinds[k] = (acc.kinds[k] or 0) + c end
+  -- adds what one variant of a probe gave to a side
+  local function add(acc, t)
+    if not t then return end
+    acc.n = acc.n + (t.completed or 0)
+    acc.errors = acc.errors + (t.error_total or 0)
+    acc.served = acc.served + (t.served or 0)
+    for k, c in pairs(t.errors or {}) do acc.kinds[k] = (acc.kinds[k] or 0) + c end
     local l = acc.latencies
-    for v, lat in pairs(res.latencies or {}) do
-      if (version and v == version) or (not version and v ~= smp.canary) then
-        for i = 1, #lat do l[#l + 1] = lat[i] end
-      end
+    for _, x in ipairs(t.latencies or {}) do l[#l + 1] = x end
+  end
+  -- integer weights summing to `total` (each positive weight at least 1)
+  local function spread(weights, total)
+    local names, sum = {}, 0
+    for v, w in pairs(weights) do if w > 0 then names[#names + 1] = v; sum = sum + w end end
+    table.sort(names)
+    local out, given = {}, 0
+    for _, v in ipairs(names) do
+      out[v] = math.max(1, math.floor(total * weights[v] / sum))
+      given = given + out[v]
     end
+    local i = 1
+    while given < total and #names > 0 do
+      out[names[i]] = out[names[i]] + 1
+      given = given + 1
+      i = i % #names + 1
+    end
+    return out, names
   end
-  local function probe(n, header, headers)
-    return smp.service:probe { n = n, header = header, headers = headers,
-                               concurrency = math.min(smp.concurrency, n), latencies = true, quiet = true,
-                               label = "analysis" }
-  end
+  -- A look is one probe run whose requests alternate between the canary
+  -- and the baseline (request variants), so both sides see the same
+  -- moments of the machine: back-to-back runs can differ by 1.5x at p90 on
+  -- sub-millisecond latencies, and a burst of other load would fall on one
+  -- side only.
   function smp.look(_, tick)
     if tick ~= nil and tick == smp.tick then return smp.data end
     smp.tick = tick
     smp.looks = smp.looks + 1
-    local q = {}
     local hname = smp.service.config.version_header
-    if opts.canary_headers then
-      -- groups (A/B): the test group through its route
-      local res = probe(smp.n, nil, opts.canary_headers)
-      add(smp.data.canary, res, smp.canary)
-      local hs = {}
-      for k, v in pairs(opts.canary_headers) do hs[#hs + 1] = k .. ": " .. v end
-      table.sort(hs)
-      q[#q + 1] = string.format("%d requests with %s", smp.n, table.concat(hs, ", "))
-    else
-      add(smp.data.canary, probe(smp.n, smp.canary), smp.canary)
-      q[#q + 1] = string.format("%d requests with %s: %s", smp.n, hname, smp.canary)
-    end
+    local variants, q = {}, {}
+    local S = 20
+    local canary_headers = opts.canary_headers or { [hname] = smp.canary }
+    variants[1] = { name = "canary", headers = canary_headers, weight = S }
+    local hs = {}
+    for h, v in pairs(canary_headers) do hs[#hs + 1] = h .. ": " .. v end
+    table.sort(hs)
+    q[#q + 1] = string.format("%d requests with %s", smp.n, table.concat(hs, ", "))
+    local names = {}
     if opts.baseline_default then
-      -- the others: what the default route gives them
-      add(smp.data.baseline, probe(smp.n), nil)
+      variants[2] = { name = "baseline", headers = {}, weight = S }
       q[#q + 1] = string.format("%d without (the default route)", smp.n)
     else
-      local total, names = 0, {}
-      for v, w in pairs(smp.baseline) do total = total + w; names[#names + 1] = v end
-      table.sort(names)
+      local w
+      w, names = spread(smp.baseline, S)
       for _, v in ipairs(names) do
-        local k = math.max(1, math.floor(smp.n * smp.baseline[v] / total + 0.5))
-        local r = probe(k, v)
-        add(smp.data.baseline, r, v)
-        smp.data.per_version[v] = smp.data.per_version[v] or side()
-        add(smp.data.per_version[v], r, v)
-        q[#q + 1] = string.format("%d with %s", k, v)
+        variants[#variants + 1] = { name = "base:" .. v, headers = { [hname] = v }, weight = w[v] }
+        q[#q + 1] = string.format("%d with %s", math.floor(smp.n * w[v] / S + 0.5), v)
       end
     end
+    local total_w = 0
+    for _, v in ipairs(variants) do total_w = total_w + v.weight end
+    local res = smp.service:probe { n = 2 * smp.n * total_w // (2 * S), variants = variants, latencies = true,
+                                    concurrency = smp.concurrency, quiet = true, label = "analysis" }
+    local by = res.by_variant or {}
+    add(smp.data.canary, by.canary)
+    if opts.baseline_default then
+      add(smp.data.baseline, by.baseline)
+    else
+      for _, v in ipairs(names) do
+        add(smp.data.baseline, by["base:" .. v])
+        smp.data.per_version[v] = smp.data.per_version[v] or side()
+        add(smp.data.per_version[v], by["base:" .. v])
+      end
+    end
+    q[#q] = q[#q] .. " (interleaved, request by request)"
     table.sort(smp.data.canary.latencies)
     table.sort(smp.data.baseline.latencies)
     smp.data.look = smp.looks
@@ -436,7 +457,8 @@ local function judged(ctx, m, v, data, what)
   return out
 end
 
--- The look index of a judged metric (for the design's alpha), kept in the run.
+-- The look index of a judged metric (for the design's error rates), kept
+-- in the run so that a resumed run goes on counting.
 local function next_look(ctx, name)
   local run = ctx.run or {}
   run.metric_looks = run.metric_looks or {}
@@ -444,10 +466,27 @@ local function next_look(ctx, name)
   return run.metric_looks[name]
 end
 
-local function alpha_for(ctx, name)
+-- The options of look k of a judged metric (alpha, beta from the run's
+-- sequential design), or nil and a reason when the run has used every look
+-- its false-abort rate was planned for (then the metric is inconclusive: a
+-- person decides, rather than a test whose error rate is not the stated one).
+local function look_options(ctx, name, extra)
   local k = next_look(ctx, name)
-  if ctx.design then return ctx.design:alpha_at(k), k end
-  return 0.001, k
+  local d = ctx.design
+  if not d then
+    local o = { alpha = 0.001, beta = 0.01 }
+    for key, v in pairs(extra or {}) do o[key] = v end
+    return o, k
+  end
+  if k > d.looks then
+    return nil, k, string.format("look %d is beyond the %d looks the false-abort rate was planned for " ..
+      "(a resumed or re-analysed run): decide with promote or abort", k, d.looks)
+  end
+  return d:options(k, extra), k
+end
+
+local function beyond(ctx, why, query)
+  return { outcome = "inconclusive", reason = ctx.canary .. ": " .. why, query = query }
 end
 
 --- The canary's error rate against the baseline's, from the active
@@ -459,35 +498,47 @@ function analysis.providers.errors(opts)
     kind = "active", judged = true,
     measure = function(_, ctx, m)
       local judge = require "rollout.judge"
+      local o, k, why = look_options(ctx, m.name, { max_increase = opts.max_increase, min_n = opts.min_n })
       local data = ctx.active:look(ctx.tick)
-      local alpha = alpha_for(ctx, m.name)
+      if not o then return beyond(ctx, why, data.query) end
       local v = judge.errors({ n = data.baseline.n, errors = data.baseline.errors },
-                             { n = data.canary.n, errors = data.canary.errors },
-                             { alpha = alpha, max_increase = opts.max_increase or 0.01, min_n = opts.min_n })
+                             { n = data.canary.n, errors = data.canary.errors }, o)
       local r = judged(ctx, m, v, data, "error rate")
-      r.value = r.value or { canary = data.canary.n > 0 and data.canary.errors / data.canary.n or 0,
-                             baseline = data.baseline.n > 0 and data.baseline.errors / data.baseline.n or 0 }
-      r.alpha = alpha
+      r.value = { canary = data.canary.n > 0 and data.canary.errors / data.canary.n or 0,
+                  baseline = data.baseline.n > 0 and data.baseline.errors / data.baseline.n or 0,
+                  canary_errors = data.canary.errors, baseline_errors = data.baseline.errors }
+      r.alpha, r.look = o.alpha, k
       return r
     end,
   }
 end
 
 --- The canary's latency against the baseline's (served requests), from the
--- active probes, judged by rollout.judge.latency.
+-- active probes, judged by rollout.judge.latency (quantile exceedance
+-- tests: shifts, spread and second modes). opts: tolerance, slack_ms,
+-- min_n (default: the judge's).
 function analysis.providers.latency(opts)
   opts = opts or {}
   return {
     kind = "active", judged = true,
     measure = function(_, ctx, m)
       local judge = require "rollout.judge"
+      local o, k, why = look_options(ctx, m.name, { tolerance = opts.tolerance, slack_ms = opts.slack_ms,
+                                                    min_n = opts.min_n })
       local data = ctx.active:look(ctx.tick)
-      local alpha = alpha_for(ctx, m.name)
-      local v = judge.latency(data.baseline.latencies, data.canary.latencies,
-                              { alpha = alpha, tolerance = opts.tolerance, slack_ms = opts.slack_ms, min_n = opts.min_n })
+      if not o then return beyond(ctx, why, data.query) end
+      local v = judge.latency(data.baseline.latencies, data.canary.latencies, o)
       local r = judged(ctx, m, v, data, "latency")
       r.n = #data.canary.latencies
-      r.alpha = alpha
+      r.alpha, r.look = o.alpha, k
+      local function q(list, p)
+        if #list == 0 then return nil end
+        return list[math.max(1, math.min(#list, math.ceil(p * #list)))]
+      end
+      r.value = { canary = { p50 = q(data.canary.latencies, 0.5), p90 = q(data.canary.latencies, 0.9),
+                             p99 = q(data.canary.latencies, 0.99) },
+                  baseline = { p50 = q(data.baseline.latencies, 0.5), p90 = q(data.baseline.latencies, 0.9),
+                               p99 = q(data.baseline.latencies, 0.99) } }
       return r
     end,
   }
@@ -539,11 +590,14 @@ function analysis.providers.gateway_errors(opts)
                  query = "HAProxy show stat: responses of the default route" }
       end
       local judge = require "rollout.judge"
-      local alpha = alpha_for(ctx, m.name)
-      local v = judge.errors(cum.baseline, cum.canary, { alpha = alpha, max_increase = opts.max_increase or 0.01 })
-      local r = judged(ctx, m, v, { query = "HAProxy show stat: responses and 5xx of the default route per version",
-                                    canary = cum.canary, baseline = cum.baseline, look = nil }, "user error rate")
-      r.alpha = alpha
+      local query = "HAProxy show stat: responses and 5xx of the default route per version"
+      local o, k, why = look_options(ctx, m.name, { max_increase = opts.max_increase })
+      if not o then return beyond(ctx, why, query) end
+      local v = judge.errors(cum.baseline, cum.canary, o)
+      local r = judged(ctx, m, v, { query = query, canary = cum.canary, baseline = cum.baseline }, "user error rate")
+      r.value = { canary = cum.canary.errors / cum.canary.n,
+                  baseline = cum.baseline.n > 0 and cum.baseline.errors / cum.baseline.n or 0 }
+      r.alpha, r.look = o.alpha, k
       return r
     end,
   }

@@ -107,14 +107,52 @@ function journal.history(service)
   return out
 end
 
---- The weight vectors the journal knows to be good, newest first: those
--- before a run started, those a step verified, those a run ended at.
-function journal.good_weights(service)
+-- The entries `undo` may return to: weights known good at the edges of a
+-- change — before a run, after it (promote, abort, finish), a confirmed
+-- update_traffic, an undo. (Steps within a run are good too, but undo goes
+-- back over a whole run, as a rollback to the previous release does.)
+journal.UNDO_POINTS = { start = true, promote = true, abort = true, finish = true, update_traffic = true,
+                        undo = true }
+
+--- The undo points of the journal, oldest first: { index =, entry = }.
+function journal.undo_points(service)
   local out = {}
-  for _, e in ipairs(journal.history(service)) do
-    if e.good and type(e.weights) == "table" then table.insert(out, 1, e) end
+  for i, e in ipairs(journal.history(service)) do
+    if e.good and journal.UNDO_POINTS[e.action] and type(e.weights) == "table" then
+      out[#out + 1] = { index = i, entry = e }
+    end
   end
   return out
+end
+
+local function same(a, b)
+  for k, v in pairs(a or {}) do if (b[k] or 0) ~= v then return false end end
+  for k, v in pairs(b or {}) do if (a[k] or 0) ~= v then return false end end
+  return true
+end
+
+--- What `undo` returns to from the weights `current`: the undo point before
+-- the one that set them (following earlier undos back, so that repeated
+-- undos walk back instead of bouncing). `usable(weights)` says whether
+-- its versions are still deployed. Returns the point { index =, entry = }
+-- or nil.
+function journal.undo_target(service, current, usable)
+  local points = journal.undo_points(service)
+  local limit = math.huge
+  for i = #points, 1, -1 do
+    local p = points[i]
+    if same(p.entry.weights, current) then
+      limit = p.entry.restored or p.index
+      break
+    end
+  end
+  for i = #points, 1, -1 do
+    local p = points[i]
+    if p.index < limit and not same(p.entry.weights, current) and (not usable or usable(p.entry.weights)) then
+      return p
+    end
+  end
+  return nil
 end
 
 -- ------------------------------------------------------------- control --

@@ -65,6 +65,19 @@ for _, m in ipairs(TARGET_METHODS) do
 end
 service.target_methods = TARGET_METHODS
 
+--- Sets the weights on the target (validate → persist → apply, see the
+-- target) and records the change in the service's journal (who, when,
+-- from, to, why = opts.why). opts.journal = false leaves the record to the
+-- caller (a strategy run journals its own changes).
+function Service:set_weights(w, opts)
+  local res = self.target:set_weights(w, opts)
+  if not (opts and opts.journal == false) then
+    require("rollout.journal").append(self.name, { action = "set_weights", from = res.previous, to = res.weights,
+                                                   why = opts and opts.why or "set_weights" })
+  end
+  return res
+end
+
 -- Results the REPL displays by name (rollout.display); JSON encodes them as before.
 local VERSIONS = { __name = "rollout.versions", __jsontype = "array" }
 local PROBE_RESULT = { __name = "rollout.probe.result", __jsontype = "object" }
@@ -101,7 +114,7 @@ function Service:apply_traffic()
     errors.refuse(string.format("%s: no such file: nothing to apply (write the desired weights there, e.g. " ..
       "\"versions: [{name: v1, weight: 100}]\", or use set_weights)", t.cfg.traffic_file))
   end
-  return t:set_weights(list, { write = false, source = t.cfg.traffic_file })
+  return self:set_weights(list, { write = false, source = t.cfg.traffic_file, journal = false })
 end
 
 --- The names of the deployed versions, sorted.
@@ -162,6 +175,7 @@ function Service:probe(opts)
     extract = "json:" .. self.config.version_field,
     served_by = self.config.served_by_header,
     latencies = opts.latencies,
+    variants = opts.variants,
     deadline = opts.deadline or 120,
     on_progress = bar and function(done, total) bar.update(done, total) end or nil,
   }

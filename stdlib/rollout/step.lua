@@ -65,7 +65,7 @@ end
 --- Sets the weights, shows the distribution, and confirms at the endpoint
 -- that they are in effect (no fixed sleep).
 function Step:set_weights(w)
-  local res = self.service:set_weights(w)
+  local res = self.service:set_weights(w, { why = string.format("step %d: %s", self.number, self.report.title or "") })
   local rows, total = {}, 0
   for _, e in ipairs(res.traffic) do total = total + e.weight end
   for _, e in ipairs(res.traffic) do

@@ -52,11 +52,12 @@ local strategy = {}
 strategy.common = {
   interval = 10,          -- seconds between two looks of the analysis
   count = 3,              -- looks per analysis
-  initial_delay = 0,      -- seconds before the first look of an analysis
+  initial_delay = -1,     -- seconds before the first look of an analysis (-1: one interval,
+                          -- so the new weights serve for an interval before they are judged)
   alpha = 0.01,           -- family-wise false-abort rate over the whole run
-  max_error_increase = 0.01, -- error rate the canary may add before "not worse" fails
-  latency_tolerance = 0.2,   -- relative latency increase tolerated
-  latency_slack_ms = 5,      -- absolute latency increase tolerated
+  max_error_increase = 0.01, -- a canary passes once its error rate is shown at most this much higher
+  latency_tolerance = 0.25,  -- latency margin: canary <= (1 + tolerance) x baseline + slack
+  latency_slack_ms = 0.1,    -- (set the slack to at least the timer's resolution of your service)
   no_data = "inconclusive",  -- what a look without data counts as
   on_inconclusive = "pause", -- pause | abort | promote
   max_pause = 0,             -- seconds a pause waits for a decision; 0 = forever
@@ -329,7 +330,7 @@ function Run:set_weights(w, why)
   local from = self:current_weights()
   local res
   sys.critical(function()
-    res = self.service:set_weights(w)
+    res = self.service:set_weights(w, { journal = false })
     self.run.weights = copy(res.weights)
     self:save()
     self:log { action = "set_weights", from = from, to = res.weights, why = why or self.run.step_title }
@@ -429,11 +430,13 @@ function Run:check_control()
         self:answer(req, "ok", "promoting fully from step " .. self.run.step)
         self.full = true
         directive = directive or "advance"
-      elseif req.expect_step and req.expect_step ~= self.run.step then
-        self:answer(req, "noop", string.format("already past step %d (now at step %d)", req.expect_step,
-          self.run.step))
+      elseif (req.expect_step and req.expect_step ~= self.run.step) or self.promoted_step == self.run.step then
+        -- sent twice (or late): one step per promote of a step
+        self:answer(req, "noop", string.format("step %d is already promoted (now at step %d)",
+          req.expect_step or self.run.step, self.run.step))
       else
         self:answer(req, "ok", "promoted step " .. self.run.step)
+        self.promoted_step = self.run.step
         directive = directive or "advance"
       end
     else
@@ -522,13 +525,13 @@ function Run:step(title, fn)
   ui.print("")
   ui.heading(string.format("Step %d%s: %s", n, self.total and ("/" .. self.total) or "", title))
   self:call_hooks("before_step", n, title)
-  self:log { action = "step", why = title, phase = "started" }
+  self:log { action = "step", step = n, why = title, phase = "started" }
   self.advance = false
   fn(self)
   self:call_hooks("after_step", n, title)
   self.run.step = n + 1
   self:save()
-  self:log { action = "step", why = title, phase = "done", weights = copy(self.run.weights), good = true }
+  self:log { action = "step", step = n, why = title, phase = "done", weights = copy(self.run.weights), good = true }
 end
 
 -- ---------------------------------------------------------- analysis --
@@ -551,13 +554,42 @@ end
 -- baseline, from active probes through the version header.
 function Run:default_metrics()
   local p = self.params
+  local delay = p.initial_delay < 0 and p.interval or p.initial_delay
   return {
     analysis.metric { name = "error-rate", provider = analysis.providers.errors { max_increase = p.max_error_increase },
-                      interval = p.interval, count = p.count, initial_delay = p.initial_delay, no_data = p.no_data },
+                      interval = p.interval, count = p.count, initial_delay = delay, no_data = p.no_data },
     analysis.metric { name = "latency", provider = analysis.providers.latency { tolerance = p.latency_tolerance,
                                                                                 slack_ms = p.latency_slack_ms },
-                      interval = p.interval, count = p.count, initial_delay = p.initial_delay, no_data = p.no_data },
+                      interval = p.interval, count = p.count, initial_delay = delay, no_data = p.no_data },
   }
+end
+
+--- The sequential design of the run (rollout.judge.design), made at the
+-- first analysis: the family-wise false-abort rate `alpha` over every look
+-- the run plans (its analysed steps × count, and room for as many again
+-- after a pause or a resume) of its judged metrics. A later analysis with
+-- more judged metrics is warned about: the stated rate then grows with them.
+function Run:make_design(metrics)
+  local judged = 0
+  for _, m in ipairs(metrics) do if m.judged and not m.dry_run then judged = judged + 1 end end
+  if self.design then
+    if judged > self.design.metrics then
+      ui.warn(string.format("this analysis judges %d metrics, the run's design %d: its false-abort rate is " ..
+        "%d/%d of the stated one", judged, self.design.metrics, judged, self.design.metrics))
+    end
+    return self.design
+  end
+  local judge = require "rollout.judge"
+  local looks = strategy.planned_looks(self)
+  self.design = judge.design { alpha = self.params.alpha, looks = 2 * looks, metrics = math.max(1, judged) }
+  self.plan = strategy.plan(self)
+  self.requests_per_look = self.plan.requests
+  self.run.design = { alpha = self.params.alpha, looks = 2 * looks, metrics = math.max(1, judged),
+                      requests = self.requests_per_look }
+  self:save()
+  say(self, string.format("  analysis: %d requests per version per look; %s", self.requests_per_look,
+    self.design:describe()))
+  return self.design
 end
 
 --- Sets the metrics s:analyze() uses (default: s:default_metrics()).
@@ -572,6 +604,7 @@ end
 function Run:analyze(opts)
   opts = opts or {}
   local metrics = opts.metrics or self.metrics or self:default_metrics()
+  self:make_design(metrics)
   if opts.count or opts.interval then
     local adjusted = {}
     for i, m in ipairs(metrics) do
@@ -593,13 +626,18 @@ function Run:analyze(opts)
       ui.ok(string.format("analysis passed (%s)", self:metric_names(metrics)))
       return "pass"
     end
-    local why = string.format("%s: %s", res.metric or "analysis", res.reason or res.outcome)
+    -- the reason names the version and what was measured ("v3: error rate
+    -- 5.1% vs baseline 0.0% (p=…)"); the metric and step follow
+    local why = res.reason or res.outcome
+    if why:sub(1, #ctx.canary + 2) ~= ctx.canary .. ": " then why = ctx.canary .. ": " .. why end
+    local where = string.format("metric %s, step %d", res.metric or "?", self.run.step)
     if res.outcome == "fail" or res.outcome == "error" then
-      self:abort(string.format("%s: %s", ctx.canary, why))
+      self:abort(string.format("%s [%s%s]", why, where, res.outcome == "error" and ": provider errors" or ""))
     end
     -- inconclusive
+    why = string.format("%s [%s]", why, where)
     local action = self.params.on_inconclusive
-    if action == "abort" then self:abort(string.format("%s: inconclusive: %s", ctx.canary, why)) end
+    if action == "abort" then self:abort("inconclusive: " .. why) end
     if action == "promote" then
       ui.warn("analysis inconclusive, going on (on_inconclusive = promote): " .. why)
       return "inconclusive"
@@ -768,13 +806,13 @@ function Run:abort(reason)
   local before = self.run.weights_before
   local ok, err = errors.pcall(function()
     sys.critical(function()
+      local from = self:current_weights()
       self.run.phase, self.run.abort_reason = "aborted", reason
       self:restore_routes()
-      local res = self.service:set_weights(before, { source = "the weights before the run" })
+      local res = self.service:set_weights(before, { source = "the weights before the run", journal = false })
       self.run.weights = copy(res.weights)
       self:save()
-      self:log { action = "abort", from = self.run.weights, to = before, why = reason, weights = copy(before),
-                 good = true }
+      self:log { action = "abort", from = from, to = before, why = reason, weights = copy(before), good = true }
     end)
     local confirmed, _, wrong = self.service:confirm(before)
     if not confirmed then errors.fail("restoring the weights of before: " .. wrong.message) end
@@ -892,7 +930,7 @@ function strategy.run(name, defaults, body, ...)
     s.run = {
       id = string.format("%s-%s-%d", os.date("!%Y%m%dT%H%M%S"), name, require("rollout.proc").pid()),
       service = service_name, strategy = name, version = version, target = svc.target_name,
-      script = fs.realpath((debug.getinfo(2, "S").source:gsub("^@", ""))), args = args, params = params,
+      script = strategy.script_path(), args = args, params = params,
       phase = "progressing", step = 1, weights_before = current, weights = copy(current),
       routes_before = svc:routes(), started = time.wall(), measurements = {}, answers = {}, looks = 0,
     }
@@ -914,12 +952,6 @@ function strategy.run(name, defaults, body, ...)
       version, weights_text(s.run.weights_before)))
   end
 
-  -- the sequential design: the family-wise false-abort rate over every look
-  local judge = require "rollout.judge"
-  local looks = strategy.planned_looks(s)
-  s.design = judge.design { alpha = params.alpha, looks = looks, metrics = 2 }
-  s.requests_per_look = strategy.requests_per_look(s)
-  say(s, "  " .. s.design:describe())
 
   local t0 = time.now()
   local ok, err = xpcall(function()
@@ -970,6 +1002,14 @@ function strategy.run(name, defaults, body, ...)
   os.exit(code)
 end
 
+--- The path of the strategy script being run (recorded so that resume and
+-- retry can run it again): set by whoever loads it (ops.lua), else the
+-- script rollout was started with.
+function strategy.script_path()
+  local p = strategy.script or (type(arg) == "table" and arg[0]) or nil
+  return p and (fs.realpath(p) or p) or nil
+end
+
 --- True when `e` is the error value a run's abort raises.
 function strategy.is_abort(e) return getmetatable(e) == Abort end
 
@@ -980,20 +1020,34 @@ function strategy.attach(svc, run)
                         hooks = {}, step_counter = 0, run = run }, Run)
 end
 
---- The looks a run plans for: its analysed steps times `count` (at least
--- one step), for the sequential design.
-function strategy.planned_looks(s)
+--- The traffic shares (%) at which a run analyses: its `steps` below 100
+-- (a canary), else `analyses` looks at 0% (a preview, an A/B group).
+function strategy.analysed_steps(s)
   local p = s.params
-  local steps = type(p.steps) == "table" and math.max(1, #p.steps - 1) or (p.analyses or 2)
-  return math.max(1, steps * p.count)
+  local out = {}
+  if type(p.steps) == "table" then
+    for _, w in ipairs(p.steps) do if w < 100 then out[#out + 1] = w end end
+  end
+  if #out == 0 then
+    for i = 1, math.max(1, p.analyses or 1) do out[i] = 0 end
+  end
+  return out
 end
 
---- Requests per version per look of the active probes.
-function strategy.requests_per_look(s)
+--- The looks a run plans for (the sequential design): its analysed steps
+-- times `count`.
+function strategy.planned_looks(s)
+  return #strategy.analysed_steps(s) * s.params.count
+end
+
+--- Requests per version per look of the active probes (rollout.judge.plan:
+-- a 5%-error canary caught before a weight above 20%, a good one passing
+-- within the first step).
+function strategy.plan(s)
   local judge = require "rollout.judge"
-  local plan = judge.plan { alpha = s.params.alpha, looks = strategy.planned_looks(s), metrics = 2,
-                            max_increase = s.params.max_error_increase }
-  return plan.requests or plan.n or plan
+  local steps = strategy.analysed_steps(s)
+  return judge.plan { steps = steps, intervals = s.params.count, design = s.design,
+                      max_increase = s.params.max_error_increase }
 end
 
 --- The status of a run as a plain document (ops.lua status --json).

@@ -35,7 +35,7 @@ end
 --- Runs the recorded strategy script of `run` again in this process (it
 -- resumes where the run stopped, or starts over when the run has ended).
 -- Does not return: the strategy ends the process with its exit code.
-function ops.run_again(run)
+function ops.run_again(run, json_out)
   local script = run.script
   if not script or not fs.exists(script) then
     errors.fail(string.format("cannot run the strategy again: its script %s is gone", tostring(script)))
@@ -47,6 +47,9 @@ function ops.run_again(run)
     if a ~= "--json" then args[#args + 1] = a end
     if i > 64 then break end
   end
+  if json_out then args[#args + 1] = "--json" end
+  strategy.script = script
+  -- the strategy prints to stdout; the caller's --json moved ui to stderr
   return chunk(table.unpack(args))
 end
 
@@ -137,7 +140,7 @@ function ops.promote(svc, opts)
   -- nobody runs it: file the request and resume it here
   journal.request(svc.name, req)
   ui.info(string.format("no process runs %s: resuming it here", describe(run)))
-  return ops.run_again(run)
+  return ops.run_again(run, opts.json)
 end
 
 --- pause SERVICE
@@ -176,7 +179,7 @@ function ops.resume(svc, opts)
     return 0
   end
   ui.info(string.format("resuming %s here", describe(run)))
-  return ops.run_again(run)
+  return ops.run_again(run, opts.json)
 end
 
 --- retry SERVICE: an aborted (or failed) run starts over, here.
@@ -191,7 +194,7 @@ function ops.retry(svc, opts)
     errors.refuse(string.format("the last run (%s of %s) succeeded: nothing to retry", run.strategy, run.version))
   end
   ui.info(string.format("retrying the %s of %s from the start", run.strategy, run.version))
-  return ops.run_again(run)
+  return ops.run_again(run, opts.json)
 end
 
 --- undo SERVICE: back to the previous good weights (from the journal),
@@ -205,25 +208,25 @@ function ops.undo(svc, opts)
   local current = {}
   for _, v in ipairs(svc:versions()) do current[v.name] = v.weight or 0 end
   local deployed = current
-  local target
-  for _, e in ipairs(journal.good_weights(svc.name)) do
-    local fits = not strategy.same_weights(e.weights, current)
-    for v, w in pairs(e.weights) do
-      if w > 0 and deployed[v] == nil then fits = false end
+  local point = journal.undo_target(svc.name, current, function(weights)
+    for v, w in pairs(weights) do
+      if w > 0 and deployed[v] == nil then return false end
     end
-    if fits then target = e break end
-  end
-  if not target then
+    return true
+  end)
+  if not point then
     errors.refuse(string.format("%s: the journal has no earlier good weights to go back to (now %s)", svc.name,
       strategy.weights_text(current)))
   end
+  local target = point.entry
   local w = {}
   for v in pairs(deployed) do w[v] = target.weights[v] or 0 end
-  svc:set_weights(w)
+  svc:set_weights(w, { journal = false })
   local ok, _, why = svc:confirm(w)
   if not ok then errors.fail("undo: " .. why.message) end
   local verdict = svc:check_split(w)
   journal.append(svc.name, { action = "undo", from = current, to = w, weights = w, good = verdict.ok,
+                             restored = point.index,
                              why = string.format("back to the good weights of %s (%s)",
                                os.date("!%Y-%m-%d %H:%M:%S", math.floor(target.t or 0)), target.action or "?") })
   if opts.json then
@@ -344,6 +347,14 @@ function ops.history(svc, opts)
   if #h == 0 then ui.info(svc.name .. ": the journal is empty") return 0 end
   for _, e in ipairs(h) do
     local what = e.action
+    if e.action == "measurement" then
+      what = string.format("measurement %s %s: %s", tostring(e.metric), tostring(e.outcome), tostring(e.reason))
+      e.why = nil
+    elseif e.action == "control" then
+      what = string.format("control %s: %s", tostring(e.request), tostring(e.result))
+    elseif e.action == "step" then
+      what = string.format("step %s %s", tostring(e.step), tostring(e.phase))
+    end
     if e.from or e.to then
       local function txt(x)
         if type(x) ~= "table" then return tostring(x) end

@@ -127,8 +127,8 @@ describe("completion of objects", function()
 
   it("completes userdata through their metatables", function()
     local rng = require("rollout.stats").rng(7)
-    assert.same({ "r:multinomial", "r:random" }, (complete("r:", { r = rng })))
-    assert.same({ "r.multinomial", "r.random" }, (complete("r.", { r = rng })))
+    assert.same({ "r:binomial", "r:multinomial", "r:normal", "r:random" }, (complete("r:", { r = rng })))
+    assert.same({ "r.binomial", "r.multinomial", "r.normal", "r.random" }, (complete("r.", { r = rng })))
     local dir = fixture.tmpdir()
     local lock = assert(fs.lock(dir .. "/lock"))
     local ok, err = pcall(function()
@@ -461,7 +461,9 @@ return M
     assert.truthy(text:find("\n  weights.percentages(set) -> {name = integer}", 1, true))
     local rng = lines_of(help.text(require("rollout.stats").rng(1)))
     assert.same({ "  a deterministic generator (xoshiro256**)", "methods:",
+                  "  :binomial(n, p) -> k               an exact Binomial(n, p) draw",
                   "  :multinomial(n, shares) -> counts  n independent draws",
+                  "  :normal() -> z                     a standard normal draw",
                   "  :random() -> x                     uniform in [0, 1)" }, { table.unpack(rng, 2) })
     -- every documented binding's functions are in the table, and nothing else
     for name, entry in pairs(help.c_docs) do
