@@ -35,7 +35,7 @@ DEB_PACKAGES := build-essential pkg-config liblua5.4-dev lua5.4 libyaml-dev \
 # rollout-net.so, next to the binary, and loaded on first require: libcurl
 # and its TLS stack cost ~4 ms at start-up, more than all the rest.
 CORE_SRC := $(wildcard runtime/core/*.c)
-NET_SRC := runtime/curlx.c runtime/http.c $(wildcard runtime/probe*.c) $(wildcard runtime/k8s*.c)
+NET_SRC := runtime/curlx.c runtime/http.c runtime/http_session.c $(wildcard runtime/probe*.c)
 HOST_SRC := $(filter-out runtime/main.c $(NET_SRC),$(wildcard runtime/*.c))
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 HOST_OBJ := $(HOST_SRC:%.c=$(BUILD)/%.o)
