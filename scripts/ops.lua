@@ -62,11 +62,24 @@ end
 
 local commands = {}
 
+local kubernetes = svc.target_name == "kubernetes"
+
+-- What the target calls a running version: a release and its pods, or a
+-- process on a port.
+local function where_of(info)
+  if kubernetes or info.release then
+    return string.format("release %s, %s/%s replicas ready", tostring(info.release), tostring(info.ready or 0),
+      tostring(info.replicas or 0))
+  end
+  return string.format("pid %s, port %s", tostring(info.pid or "-"), tostring(info.port or "-"))
+end
+
+local NO_ENDPOINT = "(none configured: set kubernetes.endpoint in service.yaml or GATEWAY_ENDPOINT)"
+
 function commands.start()
   ui.print(string.format("Deploying %s %s on the %s target...", name, version, svc.target_name))
   local info = svc:deploy(version, { restart = opts.restart })
-  local where = info.release and ("release " .. info.release)
-    or string.format("pid %s, port %s", tostring(info.pid or "-"), tostring(info.port or "-"))
+  local where = where_of(info)
   if info.started then
     ui.ok(string.format("%s running (%s), weight 0 until traffic is given to it", version, where))
   else
@@ -85,6 +98,21 @@ function commands.list()
   ui.heading(string.format("%s (%s target)", name, svc.target_name))
   if #versions == 0 then
     ui.info("no versions deployed")
+  elseif kubernetes then
+    local rows = {}
+    for _, v in ipairs(versions) do
+      rows[#rows + 1] = { v.name, tostring(v.weight), ui.percent(v.share), v.ready and "yes" or "no",
+                          string.format("%s/%s", tostring(v.ready_replicas or 0), tostring(v.replicas or 0)),
+                          tostring(v.release or "-"), tostring(v.status or "-"), v.gateway or "-" }
+    end
+    for _, line in ipairs(ui.table({ { title = "version" }, { title = "weight", right = true },
+      { title = "share", right = true }, { title = "ready" }, { title = "replicas", right = true },
+      { title = "release" }, { title = "helm" }, { title = "route" } }, rows)) do
+      ui.print(line)
+    end
+    for _, v in ipairs(versions) do
+      if v.pending or (not v.ready and v.detail) then ui.info(string.format("%s: %s", v.name, v.detail)) end
+    end
   else
     local rows = {}
     for _, v in ipairs(versions) do
@@ -97,11 +125,23 @@ function commands.list()
       ui.print(line)
     end
   end
-  ui.print("  endpoint: " .. (endpoint or (svc.target_name == "local" and "(none: nothing deployed)"
-    or "(none configured: set kubernetes.endpoint in service.yaml or GATEWAY_ENDPOINT)")))
+  if kubernetes then
+    local kc = svc.config.kubernetes
+    -- the header naming no deployed version is refused by both routings, with different statuses
+    ui.print(string.format("  routing: %s; a %s naming no deployed version gets %s", kc.routing == "gateway-api"
+      and "Gateway API HTTPRoute" or "Istio VirtualService", svc.config.version_header,
+      kc.routing == "gateway-api" and "500 (a rule without backends)" or "503"))
+  end
+  ui.print("  endpoint: " .. (endpoint or (svc.target_name == "local" and "(none: nothing deployed)" or NO_ENDPOINT)))
 end
 
 function commands.update_traffic()
+  -- the change is confirmed at the endpoint: without one, refuse before
+  -- changing anything (the local target's gateway is its own endpoint)
+  if kubernetes and not opts.endpoint and (os.getenv("GATEWAY_ENDPOINT") or "") == "" and not svc:endpoint() then
+    errors.refuse(string.format("%s has no endpoint to confirm the new weights at %s; nothing was changed", name,
+      NO_ENDPOINT))
+  end
   local res = svc:apply_traffic()
   local list = svc:traffic()
   ui.print("New Traffic Distribution:")
@@ -122,7 +162,10 @@ function commands.ping()
   else
     if #list == 0 then ui.info("no versions deployed") end
     for _, h in ipairs(list) do
-      if h.ok then
+      if h.ok and kubernetes then
+        ui.ok(string.format("%s healthy (release %s, %s/%s pods ready, %s)", h.version, tostring(h.release),
+          tostring(h.ready_replicas or 0), tostring(h.replicas or 0), tostring(h.gateway)))
+      elseif h.ok then
         ui.ok(string.format("%s healthy (pid %s, port %s, gateway %s)", h.version, tostring(h.pid or "-"),
           tostring(h.port or "-"), tostring(h.gateway)))
       else
@@ -162,7 +205,11 @@ end
 
 function commands.delete_version()
   local info = svc:remove_version(version, { force = opts.force })
-  ui.ok(string.format("%s removed (process %s stopped)", version, tostring(info.pid or "-")))
+  if kubernetes then
+    ui.ok(string.format("%s removed (release %s uninstalled, its pods are going)", version, tostring(info.release)))
+  else
+    ui.ok(string.format("%s removed (process %s stopped)", version, tostring(info.pid or "-")))
+  end
 end
 
 function commands.delete_service()

@@ -102,6 +102,7 @@ config.spec = S.object {
         normalize_weights = S.boolean { default = false },
         host = S.string {},
         gateway = S.string {},
+        gateway_only = S.boolean { default = false },
         parent_ref = S.string {},
         endpoint = S.string {},
         wait_timeout = S.number { min = 1, max = 3600, default = 300 },

@@ -64,6 +64,20 @@ for _, m in ipairs(TARGET_METHODS) do
 end
 service.target_methods = TARGET_METHODS
 
+-- Strategy-owned routes (header/cookie matches to a version), for the
+-- progressive-delivery strategies; targets that have them provide
+--   set_routes(routes), routes()
+-- (stdlib/rollout/target/kubernetes/init.lua documents the shape).
+for _, m in ipairs { "set_routes", "routes" } do
+  Service[m] = function(self, ...)
+    local t = self.target
+    if type(t[m]) ~= "function" then
+      errors.refuse(string.format("the %s target has no strategy routes (%s)", self.target_name, m))
+    end
+    return t[m](t, ...)
+  end
+end
+
 Service.__tostring = function(svc)
   return string.format("service %s (%s target)", svc.name, svc.target_name)
 end
