@@ -410,6 +410,241 @@ describe("rollout.k8s", function()
     end)
   end)
 
+  describe("kubeconfig as client-go reads it", function()
+    local function run_child(script, env)
+      local r = assert(proc.run { argv = { BIN, "-e", script }, timeout = 20, env = env })
+      assert.equal(0, r.status, r.stderr)
+      return r.stdout
+    end
+
+    it("merges a $KUBECONFIG list: missing files skipped, the first to set a name wins", function()
+      local d = fixture.tmpdir()
+      finally(function() fixture.remove(d) end)
+      -- a.yaml: current-context and the user; b.yaml: the cluster, a context "other" and a
+      -- user of the same name as a.yaml's (ignored: a.yaml set it first)
+      write(d .. "/a.yaml", yaml.dump { apiVersion = "v1", kind = "Config", ["current-context"] = "merged",
+        contexts = { { name = "merged", context = { cluster = "c", user = "u", namespace = "from-a" } } },
+        users = { { name = "u", user = { token = TOKEN } } } })
+      write(d .. "/b.yaml", yaml.dump { apiVersion = "v1", kind = "Config", ["current-context"] = "other",
+        clusters = { { name = "c", cluster = { server = srv.url, ["certificate-authority-data"] = ca_data } } },
+        contexts = { { name = "other", context = { cluster = "c", user = "u" } },
+                     { name = "merged", context = { cluster = "nope", user = "nope" } } },
+        users = { { name = "u", user = { token = "wrong-token-from-b" } } } })
+      local script = [[
+        local c, err, code = require("rollout.k8s").client{}
+        if not c then print("ERR", code, err) return end
+        local src = c:source()
+        local ns, msg = c:get("Namespace", "default")
+        print(c:context(), c:namespace(), table.concat(src.files, ","), ns and "ok" or msg)
+      ]]
+      local out = run_child(script, { KUBECONFIG = d .. "/missing.yaml:" .. d .. "/a.yaml:" .. d .. "/b.yaml:" ..
+        d .. "/a.yaml", KUBERNETES_SERVICE_HOST = false })
+      assert.equal(string.format("merged\tfrom-a\t%s/a.yaml,%s/b.yaml\tok\n", d, d), out)
+      -- nothing in the list exists: said so, one line
+      out = run_child(script, { KUBECONFIG = d .. "/x:" .. d .. "/y", KUBERNETES_SERVICE_HOST = false })
+      assert.equal(1, out:find("ERR\tnot_found\tno kubeconfig: " .. d .. "/x, " .. d .. "/y do not exist", 1, true), out)
+      -- an explicit kubeconfig must exist (loader.go: ExplicitPath)
+      assert_fails("not_found", "No such file", k8s.client { kubeconfig = d .. "/missing.yaml" })
+    end)
+
+    it("refuses what kubectl refuses: exec without interactiveMode, both CA fields, both certificate fields", function()
+      local d = fixture.tmpdir()
+      finally(function() fixture.remove(d) end)
+      kubeconfig(d .. "/mode", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { exec = { apiVersion = "client.authentication.k8s.io/v1", command = PLUGIN } })
+      assert_fails("invalid", "exec interactiveMode must be set", k8s.client { kubeconfig = d .. "/mode" })
+      kubeconfig(d .. "/ca2", { server = srv.url, ["certificate-authority-data"] = ca_data,
+        ["certificate-authority"] = CERTS .. "/ca.crt" }, { token = TOKEN })
+      assert_fails("invalid", "certificate-authority-data and certificate-authority are both specified",
+        k8s.client { kubeconfig = d .. "/ca2" })
+      kubeconfig(d .. "/cert2", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { ["client-certificate-data"] = cert_data, ["client-certificate"] = CERTS .. "/client.crt",
+          ["client-key-data"] = key_data })
+      assert_fails("invalid", "client-certificate-data and client-certificate are both specified",
+        k8s.client { kubeconfig = d .. "/cert2" })
+      kubeconfig(d .. "/basic", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { token = TOKEN, username = "u", password = "p" })
+      assert_fails("invalid", "more than one authentication method", k8s.client { kubeconfig = d .. "/basic" })
+      -- v1beta1 defaults interactiveMode to IfAvailable
+      kubeconfig(d .. "/beta", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { exec = { apiVersion = "client.authentication.k8s.io/v1beta1", command = PLUGIN,
+          env = { { name = "FAKE_EXEC_TOKEN", value = TOKEN } } } })
+      assert(assert(k8s.client { kubeconfig = d .. "/beta" }):get("Namespace", "default"))
+    end)
+
+    it("uses a static token before an exec plugin, and a tokenFile before a token", function()
+      local d = fixture.tmpdir()
+      finally(function() fixture.remove(d) end)
+      kubeconfig(d .. "/both", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { token = TOKEN, exec = { apiVersion = "client.authentication.k8s.io/v1", command = PLUGIN,
+          interactiveMode = "Never", env = { { name = "FAKE_EXEC_COUNT_FILE", value = d .. "/count" },
+                                             { name = "FAKE_EXEC_TOKEN", value = "exec-tok-unused" } } } })
+      local c = assert(k8s.client { kubeconfig = d .. "/both" })
+      assert(c:get("Namespace", "default"))
+      assert.equal("rollout-token", requests(srv)[#requests(srv)].user)
+      assert.is_false(fs.exists(d .. "/count"), "the plugin ran")
+      -- a client certificate outranks the plugin too
+      kubeconfig(d .. "/cert", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { ["client-certificate-data"] = cert_data, ["client-key-data"] = key_data,
+          exec = { apiVersion = "client.authentication.k8s.io/v1", command = PLUGIN, interactiveMode = "Never",
+                   env = { { name = "FAKE_EXEC_COUNT_FILE", value = d .. "/count" } } } })
+      assert(assert(k8s.client { kubeconfig = d .. "/cert" }):get("Namespace", "default"))
+      assert.equal("rollout-test", requests(srv)[#requests(srv)].user)
+      assert.is_false(fs.exists(d .. "/count"), "the plugin ran")
+      -- token + tokenFile: the file's token is used
+      write(d .. "/tok", TOKEN .. "\n")
+      kubeconfig(d .. "/tf", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { token = "file-tok-stale", tokenFile = "tok" })
+      assert(assert(k8s.client { kubeconfig = d .. "/tf" }):get("Namespace", "default"))
+      assert.equal("rollout-token", requests(srv)[#requests(srv)].user)
+      -- a tokenFile that cannot be read falls back to the token
+      kubeconfig(d .. "/tf2", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { token = TOKEN, tokenFile = "no-such-token-file" })
+      assert(assert(k8s.client { kubeconfig = d .. "/tf2" }):get("Namespace", "default"))
+    end)
+  end)
+
+  describe("tls-server-name", function()
+    local s2, d
+
+    setup(function()
+      -- a server whose certificate names only kube.internal (not 127.0.0.1)
+      d = fixture.tmpdir()
+      local certs = d .. "/certs"
+      assert(fs.mkdir_p(certs))
+      for _, f in ipairs { "ca.crt", "ca.key", "client.crt", "client.key" } do
+        write(certs .. "/" .. f, read(CERTS .. "/" .. f))
+      end
+      local r = assert(proc.run { argv = { "bash", ROOT .. "/tests/fakes/make_certs.sh", certs }, timeout = 60,
+        env = { SERVER_SAN = "DNS:kube.internal" } })
+      assert(r.status == 0, r.stderr)
+      local saved = CERTS
+      CERTS = certs
+      local ok, res = pcall(start_server)
+      CERTS = saved
+      assert(ok, res)
+      s2 = res
+    end)
+
+    teardown(function()
+      fixture.stop_all(s2)
+      fixture.remove(d)
+    end)
+
+    it("verifies the server's certificate against tls-server-name, also in the exec plugin's cluster info", function()
+      local k = fixture.tmpdir()
+      finally(function() fixture.remove(k) end)
+      kubeconfig(k .. "/plain", { server = s2.url, ["certificate-authority-data"] = ca_data }, { token = TOKEN })
+      local msg = assert_fails("tls", nil, assert(k8s.client { kubeconfig = k .. "/plain" }):get("Namespace", "default"))
+      assert.matches(s2.url, msg, 1, true)
+      kubeconfig(k .. "/named", { server = s2.url, ["certificate-authority-data"] = ca_data,
+        ["tls-server-name"] = "kube.internal" }, { token = TOKEN })
+      local c = assert(k8s.client { kubeconfig = k .. "/named" })
+      assert.equal("default", assert(c:get("Namespace", "default")).metadata.name)
+      assert.equal(s2.url, c:server())
+      kubeconfig(k .. "/wrong", { server = s2.url, ["certificate-authority-data"] = ca_data,
+        ["tls-server-name"] = "other.internal" }, { token = TOKEN })
+      assert_fails("tls", nil, assert(k8s.client { kubeconfig = k .. "/wrong" }):get("Namespace", "default"))
+      -- the exec plugin is told the name (client.authentication.k8s.io/v1 Cluster.TLSServerName)
+      kubeconfig(k .. "/exec", { server = s2.url, ["certificate-authority-data"] = ca_data,
+        ["tls-server-name"] = "kube.internal" }, { exec = { apiVersion = "client.authentication.k8s.io/v1",
+          command = PLUGIN, interactiveMode = "Never", provideClusterInfo = true,
+          env = { { name = "FAKE_EXEC_TOKEN", value = TOKEN }, { name = "FAKE_EXEC_INFO_FILE", value = k .. "/info" } } } })
+      assert(assert(k8s.client { kubeconfig = k .. "/exec" }):get("Namespace", "default"))
+      local info = assert(json.decode(read(k .. "/info")))
+      assert.equal("kube.internal", info.spec.cluster["tls-server-name"])
+      assert.equal(s2.url, info.spec.cluster.server)
+      assert.is_false(info.spec.interactive)
+    end)
+  end)
+
+  describe("Retry-After (API Priority and Fairness)", function()
+    local function throttle(spec)
+      local r = assert(assert(k8s.client { kubeconfig = srv.kc }):request { method = "POST", path = "/_fake/throttle",
+        body = spec })
+      assert.equal(200, r.status)
+    end
+
+    it("sends a request again after a 429 or 5xx with Retry-After, as long as the server asks", function()
+      local c = assert(k8s.client { kubeconfig = srv.kc })
+      assert(c:get("Namespace", "default"))
+      local n = #requests(srv)
+      throttle { count = 2, code = 429, retry_after = 1 }
+      local t0 = time.now()
+      assert.equal("default", assert(c:get("Namespace", "default")).metadata.name)
+      local took = time.now() - t0
+      assert.is_true(took >= 1.9, "took " .. took)
+      local codes = {}
+      for i, r in ipairs(requests(srv)) do if i > n + 1 then codes[#codes + 1] = r.code end end
+      assert.same({ 429, 429, 200 }, codes)
+      -- a 503 with Retry-After, for a write (server-side apply) too
+      n = #requests(srv)
+      throttle { count = 1, code = 503, retry_after = 1 }
+      assert(c:apply(configmap("retried", { app = "retry" })))
+      codes = {}
+      for i, r in ipairs(requests(srv)) do if i > n + 1 then codes[#codes + 1] = r.method .. " " .. r.code end end
+      assert.same({ "PATCH 503", "PATCH 201" }, codes)
+    end)
+
+    it("gives up with 'unavailable' after 10 retries, without Retry-After at once, and within the timeout", function()
+      local c = assert(k8s.client { kubeconfig = srv.kc, timeout = 20 })
+      assert(c:get("Namespace", "default"))
+      local n = #requests(srv)
+      throttle { count = 50, code = 429, retry_after = 0 }
+      local ok, msg, code, raw = c:get("Namespace", "default")
+      assert_fails("unavailable", "HTTP 429", ok, msg, code)
+      assert.equal("TooManyRequests", raw)
+      assert.matches("Too many requests, please try again later.", msg, 1, true)
+      assert.equal(n + 1 + 11, #requests(srv)) -- the first try and 10 retries
+      -- no Retry-After: no retry
+      throttle { count = 1, code = 503, retry_after = json.null }
+      n = #requests(srv)
+      assert_fails("unavailable", nil, c:get("Namespace", "default"))
+      assert.equal(n + 1, #requests(srv))
+      -- a Retry-After beyond the call's timeout is not waited for
+      throttle { count = 1, code = 429, retry_after = 30 }
+      local t0 = time.now()
+      assert_fails("unavailable", nil, c:get("Namespace", "default", { timeout = 2 }))
+      assert.is_true(time.now() - t0 < 2)
+      throttle { count = 0 }
+    end)
+  end)
+
+  describe("rollout status, as kubectl decides it", function()
+    local function dep(gen, observed, status, conditions)
+      local st = { observedGeneration = observed, conditions = conditions }
+      for k, v in pairs(status or {}) do st[k] = v end
+      return { metadata = { name = "web", generation = gen }, spec = { replicas = 2 }, status = st }
+    end
+
+    it("decides nothing before observedGeneration catches up", function()
+      local deadline = { { type = "Progressing", status = "False", reason = "ProgressDeadlineExceeded" } }
+      local done, msg, failed = k8s.rollout_status(dep(3, 2, { replicas = 2, updatedReplicas = 2,
+        availableReplicas = 2 }, deadline))
+      assert.is_false(done)
+      assert.is_nil(failed) -- a stale condition is not a failure yet
+      assert.equal("Waiting for deployment spec update to be observed...", msg)
+      done, msg, failed = k8s.rollout_status(dep(3, 3, {}, deadline))
+      assert.is_false(done)
+      assert.is_true(failed)
+      assert.equal('deployment "web" exceeded its progress deadline', msg)
+    end)
+
+    it("waits for new replicas, old ones to go and updated ones to be available; surge is complete", function()
+      local function st(s) return select(2, k8s.rollout_status(dep(2, 2, s))) end
+      assert.equal('Waiting for deployment "web" rollout to finish: 1 out of 2 new replicas have been updated...',
+        st { replicas = 3, updatedReplicas = 1, availableReplicas = 2 })
+      assert.equal('Waiting for deployment "web" rollout to finish: 1 old replicas are pending termination...',
+        st { replicas = 3, updatedReplicas = 2, availableReplicas = 2 })
+      assert.equal('Waiting for deployment "web" rollout to finish: 1 of 2 updated replicas are available...',
+        st { replicas = 2, updatedReplicas = 2, availableReplicas = 1 })
+      -- available above updated (kubectl: not an exact equality) is complete
+      local done, msg = k8s.rollout_status(dep(2, 2, { replicas = 2, updatedReplicas = 2, availableReplicas = 3 }))
+      assert.is_true(done)
+      assert.equal('deployment "web" successfully rolled out', msg)
+    end)
+  end)
+
   describe("exec credential plugins", function()
     local function exec_kubeconfig(path, env, extra)
       local e = {}
