@@ -106,6 +106,7 @@ config.spec = S.object {
         parent_ref = S.string {},
         endpoint = S.string {},
         wait_timeout = S.number { min = 1, max = 3600, default = 300 },
+        pending_grace = S.number { min = 0, max = 86400 },
         api_timeout = S.number { min = 1, max = 600, default = 30 },
         values = S.any {},
       },

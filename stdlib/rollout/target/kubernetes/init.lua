@@ -29,7 +29,8 @@
 -- killed: helm then refuses every upgrade with "another operation
 -- (install/upgrade/rollback) is in progress", pkg/action/upgrade.go) are
 -- listed with that status; deploy recovers one older than
--- kubernetes.wait_timeout (uninstall when nothing was ever deployed, else
+-- kubernetes.pending_grace (default kubernetes.wait_timeout; uninstall when
+-- nothing was ever deployed, else
 -- helm rollback to the last deployed revision) and refuses a fresher one
 -- (another helm may still be working on it); remove and remove_version
 -- uninstall them like any release.
@@ -761,7 +762,8 @@ end
 -- ----------------------------------------------------- pending releases --
 
 --- A release a killed helm left pending-*: recovered when it is older
--- than kubernetes.wait_timeout (helm itself gives up by then), by
+-- than kubernetes.pending_grace (default kubernetes.wait_timeout: a helm
+-- started with that --timeout has given up by then), by
 -- `helm uninstall` when no revision was ever deployed, else `helm rollback`
 -- to the last deployed revision; refused while fresher (another helm may
 -- still be working on it).
@@ -772,10 +774,10 @@ function K8s:recover_pending(r)
   local last = hist[#hist] or {}
   local updated = require("rollout.k8s.util").rfc3339(last.updated)
   local age = updated and (time.wall() - updated) or math.huge
-  local limit = self.kc.wait_timeout or 300
+  local limit = self.kc.pending_grace or self.kc.wait_timeout or 300
   if age < limit then
     errors.fail(string.format("the Helm release %s is %s since %ds: another helm may still be working on it; " ..
-      "try again after %ds (kubernetes.wait_timeout), or finish it with helm", r.release, tostring(r.status),
+      "try again after %ds (kubernetes.pending_grace), or finish it with helm", r.release, tostring(r.status),
       math.floor(age), math.ceil(limit - age)), { code = "conflict", raw = r.status })
   end
   local target
@@ -789,7 +791,7 @@ function K8s:recover_pending(r)
   local ok
   if target then
     ok, err, code, raw = helm.rollback(self:helm_opts { release = r.release, namespace = self.namespace,
-      revision = target, wait = true, timeout = limit })
+      revision = target, timeout = self.kc.wait_timeout or 300 })
     if not ok then helm_fail(string.format("roll %s (%s) back to revision %d", r.release, r.status, target), err, code,
       raw) end
   else
