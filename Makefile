@@ -31,7 +31,7 @@ DEB_PACKAGES := build-essential pkg-config liblua5.4-dev lua5.4 libyaml-dev \
 	libedit-dev libmicrohttpd-dev python3 python3-jsonschema openssl curl \
 	wrk hyperfine tmux procps iproute2
 
-# The bindings that need libcurl (http, probe, k8s) are built into
+# The bindings that need libcurl (http, probe, http_session) are built into
 # rollout-net.so, next to the binary, and loaded on first require: libcurl
 # and its TLS stack cost ~4 ms at start-up, more than all the rest.
 CORE_SRC := $(wildcard runtime/core/*.c)
