@@ -513,6 +513,62 @@ describe("helm.uninstall", function()
   end)
 end)
 
+describe("helm's pending states", function()
+  it("lists a release a killed helm left pending only with all/pending, refuses upgrades, rolls back", function()
+    local values = { service = "pend", version = "v1" }
+    assert(helm.install(opts { release = "pend-v1", chart = CHART, namespace = "apps", values = values, timeout = 60 }))
+    -- an upgrade that waits for a never-ready image, killed while it waits
+    local argv = { FAKE, "upgrade", "pend-v1", CHART, "--namespace", "apps", "--set", "service=pend", "--set",
+                   "version=v1", "--set", "image.tag=broken", "--wait", "--timeout", "120s",
+                   "--kubeconfig", kubeconfig }
+    local pid = assert(proc.spawn { argv = argv, env = fake_env(), log = tmp .. "/pend.log" })
+    finally(function() if proc.alive(pid) then proc.kill(pid, "KILL") end end)
+    wait_for(function()
+      local f = read(state .. "/apps/pend-v1/2.json")
+      return f:find('"pending-upgrade"', 1, true)
+    end, 20, "the pending-upgrade record")
+    assert(proc.kill(pid, "KILL"))
+    wait_for(function() return not proc.alive(pid) end, 5, "helm to die")
+    -- helm list's default states (deployed, failed) hide it
+    assert.equal(0, #assert(helm.list(opts { namespace = "apps", filter = "^pend-" })))
+    local all = assert(helm.list(opts { namespace = "apps", filter = "^pend-", all = true }))
+    assert.equal("pending-upgrade", all[1].status)
+    assert.is_true(contains(last_argv(), "--all"))
+    assert.equal(1, #assert(helm.list(opts { namespace = "apps", filter = "^pend-", pending = true })))
+    assert.is_true(contains(last_argv(), "--pending"))
+    assert.is_true(helm.pending(all[1].status))
+    assert.is_false(helm.pending("deployed"))
+    -- helm refuses another upgrade: conflict, with helm's text as raw
+    local rel, msg, code, raw = helm.install(opts { release = "pend-v1", chart = CHART, namespace = "apps",
+      values = values, timeout = 30 })
+    assert.is_nil(rel)
+    assert.equal("conflict", code)
+    assert.matches("another operation (install/upgrade/rollback) is in progress", msg, 1, true)
+    assert.matches("another operation", raw, 1, true)
+    -- the history says when; a rollback to revision 1 ends it
+    local hist = assert(helm.history(opts { release = "pend-v1", namespace = "apps" }))
+    assert.equal(2, #hist)
+    assert.equal("pending-upgrade", hist[2].status)
+    assert.is_not_nil(require("rollout.k8s.util").rfc3339(hist[2].updated), hist[2].updated)
+    assert.is_true(helm.rollback(opts { release = "pend-v1", namespace = "apps", revision = 1, timeout = 30 }))
+    assert.same({ "rollback", "pend-v1", "1", "--namespace=apps", "--timeout=30s", "--kubeconfig=" .. kubeconfig },
+      last_argv())
+    local st = assert(helm.status(opts { release = "pend-v1", namespace = "apps" }))
+    assert.equal("deployed", st.info.status)
+    assert.equal(3, st.version)
+    assert(helm.install(opts { release = "pend-v1", chart = CHART, namespace = "apps", values = values, timeout = 60 }))
+    assert(helm.uninstall(opts { release = "pend-v1", namespace = "apps" }))
+    -- a missing release: not_found
+    local ok
+    ok, msg, code = helm.rollback(opts { release = "pend-v1", namespace = "apps" })
+    assert.is_nil(ok)
+    assert.equal("not_found", code)
+    ok, msg, code = helm.history(opts { release = "pend-v1", namespace = "apps" })
+    assert.is_nil(ok)
+    assert.equal("not_found", code)
+  end)
+end)
+
 describe("misuse", function()
   local bad_releases = { "Web", "-web", "web-", "web.", ".web", "a..b", "a.-b", "web_v1", "web v1",
     "web;rm -rf /", "", ("a"):rep(54), "web\0x", "wéb" }
