@@ -424,6 +424,10 @@ describe("messages on the Kubernetes target", function()
     local r = rollout(env, { script("steps/step0_baseline.lua"), SERVICE, srv.url })
     assert.equal(0, r.status, r.output)
     assert.truthy(r.stdout:find("v1 running (release microservice-1-v1, 1/1 ready)", 1, true), r.stdout)
+    assert.truthy(r.stdout:find("v2 healthy (release microservice-1-v2, 1/1 pods ready, routed, weight 50)", 1, true),
+      r.stdout)
+    assert.is_nil(r.output:find("pid ", 1, true), r.output)
+    assert.is_nil(r.output:find("process", 1, true), r.output)
     r = rollout(env, { script("ops.lua"), "start", SERVICE, "v3" })
     assert.equal(0, r.status, r.output)
     assert.truthy(r.stdout:find("v3 running (release microservice-1-v3, 1/1 replicas ready), weight 0", 1, true),
