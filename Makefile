@@ -46,11 +46,11 @@ DEB_PACKAGES := build-essential pkg-config liblua5.4-dev lua5.4 libyaml-dev \
 	libedit-dev libmicrohttpd-dev python3 python3-jsonschema openssl curl \
 	wrk hyperfine tmux procps iproute2
 
-# The bindings that need libcurl (http, probe, k8s) are built into
+# The bindings that need libcurl (http, probe, http_session) are built into
 # rollout-net.so, next to the binary, and loaded on first require: libcurl
 # and its TLS stack cost ~4 ms at start-up, more than all the rest.
 CORE_SRC := $(wildcard runtime/core/*.c)
-NET_SRC := runtime/curlx.c runtime/http.c $(wildcard runtime/probe*.c) $(wildcard runtime/k8s*.c)
+NET_SRC := runtime/curlx.c runtime/http.c runtime/http_session.c $(wildcard runtime/probe*.c)
 HOST_SRC := $(filter-out runtime/main.c $(NET_SRC),$(wildcard runtime/*.c))
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 HOST_OBJ := $(HOST_SRC:%.c=$(BUILD)/%.o)

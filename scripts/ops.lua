@@ -83,6 +83,20 @@ end
 
 local commands = {}
 
+local kubernetes = svc.target_name == "kubernetes"
+
+-- What the target calls a running version: a release and its pods, or a
+-- process on a port.
+local function where_of(info)
+  if kubernetes or info.release then
+    return string.format("release %s, %s/%s replicas ready", tostring(info.release), tostring(info.ready or 0),
+      tostring(info.replicas or 0))
+  end
+  return string.format("pid %s, port %s", tostring(info.pid or "-"), tostring(info.port or "-"))
+end
+
+local NO_ENDPOINT = "(none configured: set kubernetes.endpoint in service.yaml or GATEWAY_ENDPOINT)"
+
 function commands.start()
   ui.print(string.format("Deploying %s %s on the %s target...", name, version, svc.target_name))
   local info = svc:deploy(version, { restart = opts.restart })
@@ -91,8 +105,7 @@ function commands.start()
                 restarted = info.restarted == true, weight = info.weight or 0, pid = info.pid or json.null,
                 port = info.port or json.null, release = info.release or json.null }
   end
-  local where = info.release and ("release " .. info.release)
-    or string.format("pid %s, port %s", tostring(info.pid or "-"), tostring(info.port or "-"))
+  local where = where_of(info)
   if info.started and (info.weight or 0) > 0 then
     ui.ok(string.format("%s %s (%s), back at weight %d", version, info.restarted and "restarted" or "running",
       where, info.weight))
@@ -115,11 +128,32 @@ function commands.list()
   ui.heading(string.format("%s (%s target)", name, svc.target_name))
   if #versions == 0 then
     ui.info("no versions deployed")
+  elseif kubernetes then
+    local rows = {}
+    for _, v in ipairs(versions) do
+      rows[#rows + 1] = { v.name, tostring(v.weight), ui.percent(v.share), v.ready and "yes" or "no",
+                          string.format("%s/%s", tostring(v.ready_replicas or 0), tostring(v.replicas or 0)),
+                          tostring(v.release or "-"), tostring(v.status or "-"), v.gateway or "-" }
+    end
+    for _, line in ipairs(ui.table({ { title = "version" }, { title = "weight", right = true },
+      { title = "share", right = true }, { title = "ready" }, { title = "replicas", right = true },
+      { title = "release" }, { title = "helm" }, { title = "route" } }, rows)) do
+      ui.print(line)
+    end
+    for _, v in ipairs(versions) do
+      if v.pending or (not v.ready and v.detail) then ui.info(string.format("%s: %s", v.name, v.detail)) end
+    end
   else
     for _, line in ipairs(ui.versions_lines(versions)) do ui.print(line) end
   end
-  ui.print("  endpoint: " .. (endpoint or (svc.target_name == "local" and "(none: nothing deployed)"
-    or "(none configured: set kubernetes.endpoint in service.yaml or GATEWAY_ENDPOINT)")))
+  if kubernetes then
+    local kc = svc.config.kubernetes
+    -- the header naming no deployed version is refused by both routings, with different statuses
+    ui.print(string.format("  routing: %s; a %s naming no deployed version gets %s", kc.routing == "gateway-api"
+      and "Gateway API HTTPRoute" or "Istio VirtualService", svc.config.version_header,
+      kc.routing == "gateway-api" and "500 (a rule without backends)" or "503"))
+  end
+  ui.print("  endpoint: " .. (endpoint or (svc.target_name == "local" and "(none: nothing deployed)" or NO_ENDPOINT)))
 end
 
 local strategy_ops = require "rollout.strategy_ops"
@@ -132,6 +166,12 @@ end
 
 function commands.update_traffic()
   strategy_ops.guard(svc, "update_traffic")
+  -- the change is confirmed at the endpoint: without one, refuse before
+  -- changing anything (the local target's gateway is its own endpoint)
+  if kubernetes and not opts.endpoint and (os.getenv("GATEWAY_ENDPOINT") or "") == "" and not svc:endpoint() then
+    errors.refuse(string.format("%s has no endpoint to confirm the new weights at %s; nothing was changed", name,
+      NO_ENDPOINT))
+  end
   local res = svc:apply_traffic()
   local list = svc:traffic()
   ui.print("New Traffic Distribution:")
@@ -163,7 +203,10 @@ function commands.ping()
   else
     if #list == 0 then ui.info("no versions deployed") end
     for _, h in ipairs(list) do
-      if h.ok then
+      if h.ok and kubernetes then
+        ui.ok(string.format("%s healthy (release %s, %s/%s pods ready, %s)", h.version, tostring(h.release),
+          tostring(h.ready_replicas or 0), tostring(h.replicas or 0), tostring(h.gateway)))
+      elseif h.ok then
         ui.ok(string.format("%s healthy (pid %s, port %s, gateway %s)", h.version, tostring(h.pid or "-"),
           tostring(h.port or "-"), tostring(h.gateway)))
       else
@@ -204,8 +247,8 @@ end
 function commands.delete_version()
   strategy_ops.guard(svc, "delete_version")
   local info = svc:remove_version(version, { force = opts.force })
-  if info.release then
-    ui.ok(string.format("%s removed (release %s uninstalled)", version, info.release))
+  if kubernetes then
+    ui.ok(string.format("%s removed (release %s uninstalled, its pods are going)", version, tostring(info.release)))
   else
     ui.ok(string.format("%s removed (process %s stopped)", version, tostring(info.pid or "-")))
   end

@@ -3,20 +3,32 @@
 -- (normally _G):
 --
 --   k8s              a client of the default kubeconfig ($KUBECONFIG), made on
---                    first use, so a REPL starts without a cluster; the
---                    module's functions are there too (k8s.client{...})
---   helm             the rollout.helm binding
+--                    first use, so a REPL starts without a cluster: an object
+--                    whose metatable's __index is a plain table of methods
+--                    (every method of rollout.k8s's client, and the module's
+--                    functions: k8s.client{...}, k8s.rollout_status(d)), so
+--                    tab completion lists them
+--   helm             the rollout.helm module
 --   svc(name)        rollout.service(name) on the kubernetes target
 --   pods([selector]) NAME READY STATUS AGE of the pods (label selector)
 --   releases()       RELEASE REVISION STATUS CHART of the Helm releases
 --   routes([service]) the routes rollout owns: rule, destination, weight, share
 --                    (every VirtualService/HTTPRoute of the namespace without
 --                    a service)
+--   watch(kind [, selector [, {timeout =, count =}]])
+--                    prints the changes of objects of `kind` (label selector)
+--                    as compact lines, one per event ("12:01:02 MODIFIED
+--                    Pod/web-v1-x (Running, 1/1 ready)"), until ^C (or
+--                    `timeout` seconds, or `count` events); it is
+--                    k8s:watch(kind, {selector =}, fn) - see rollout.k8s for
+--                    the callback: fn(type, object), return true to stop,
+--                    errors end the watch and are raised again
 --
 -- opts (for other clusters, and tests): kubeconfig =, context =, namespace =,
 -- helm = {helm =, env =} (extra options of every helm call), out = a file
 -- handle the tables are printed to (default io.stdout).
 local ui = require "rollout.ui"
+local routing = require "rollout.target.kubernetes.routing"
 local time = require "rollout.time"
 local errors = require "rollout.errors"
 
@@ -84,38 +96,33 @@ return function(env, opts)
   local function say(text) out:write(text, "\n"); out:flush() end
 
   -- ------------------------------------------------------------ k8s --
+  local k8s = require "rollout.k8s"
   local client
   local function connect()
     if client then return client end
-    local k8s = require "rollout.k8s"
     local c, err = k8s.client { kubeconfig = opts.kubeconfig, context = opts.context, namespace = opts.namespace }
     if not c then error("k8s: " .. tostring(err), 0) end
     client = c
     return c
   end
-  local proxy = setmetatable({}, {
-    __index = function(t, key)
-      local ok, mod = pcall(require, "rollout.k8s")
-      if ok and type(mod) == "table" and mod[key] ~= nil then return mod[key] end
-      local c = connect()
-      local f = c[key]
-      if type(f) ~= "function" then return f end
-      return function(self, ...)
-        if rawequal(self, t) then return f(c, ...) end
+  -- the methods: each connects on first use and calls the client's own
+  local proxy = {}
+  local methods = {}
+  for name, f in pairs(k8s.Client) do
+    if type(f) == "function" and name:sub(1, 1) ~= "_" then
+      methods[name] = function(self, ...)
+        local c = connect()
+        if rawequal(self, proxy) then return f(c, ...) end
         return f(self, ...)
       end
-    end,
-    -- what k8s.<Tab> / k8s:<Tab> offer (rollout.repl), without connecting:
-    -- the module's functions, then the client's methods (its class's
-    -- before the first use)
-    __complete = function()
-      local ok, mod = pcall(require, "rollout.k8s")
-      local fields = {}
-      if ok and type(mod) == "table" then for k, v in pairs(mod) do fields[k] = v end end
-      local class = debug.getregistry()["rollout.k8s.client"]
-      local methods = client or (type(class) == "table" and rawget(class, "__index")) or nil
-      return setmetatable(fields, { __complete = methods })
-    end,
+    end
+  end
+  for name, f in pairs(k8s) do
+    if type(f) == "function" then methods[name] = f end
+  end
+  setmetatable(proxy, {
+    __index = methods,
+    __name = "rollout.k8s.client",
     __tostring = function()
       if not client then return "k8s client (connects on first use)" end
       local ok, ns = pcall(function() return client:namespace() end)
@@ -128,6 +135,34 @@ return function(env, opts)
 
   -- ----------------------------------------------------------- helm --
   local helm_ok, helm = pcall(require, "rollout.helm")
+  -- ---------------------------------------------------------- watch --
+  local function describe_obj(kind, o)
+    local st = tbl(o.status)
+    if kind == "Pod" then return string.format("%s, %s ready", pod_status(o), pod_ready(o)) end
+    if kind == "Deployment" then
+      return string.format("%s/%s ready, %s updated", tostring(st.readyReplicas or 0),
+        tostring(tbl(o.spec).replicas or 1), tostring(st.updatedReplicas or 0))
+    end
+    return "resourceVersion " .. tostring(tbl(o.metadata).resourceVersion)
+  end
+  env.watch = function(kind, selector, limits)
+    if type(kind) ~= "string" then error("watch(kind [, selector [, {timeout =, count =}]])", 2) end
+    limits = limits or {}
+    local c = connect()
+    local n = 0
+    local ok, err = c:watch(kind, { namespace = opts.namespace, selector = selector, timeout = limits.timeout },
+      function(typ, o)
+        local md = tbl(o.metadata)
+        local k = o.kind or kind
+        say(string.format("%s %-8s %s/%s (%s)", os.date("%H:%M:%S"), typ, k,
+          (md.namespace and md.namespace ~= c:namespace()) and (md.namespace .. "/" .. tostring(md.name)) or
+          tostring(md.name), describe_obj(k, o)))
+        n = n + 1
+        return limits.count ~= nil and n >= limits.count
+      end)
+    if not ok then error("watch: " .. tostring(err), 0) end
+    return n
+  end
   if helm_ok then env.helm = helm end
   local function helm_opts(t)
     for k, v in pairs(opts.helm or {}) do if t[k] == nil then t[k] = v end end
@@ -201,8 +236,18 @@ return function(env, opts)
     if kind == "HTTPRoute" then
       for _, r in ipairs(tbl(tbl(obj.spec).rules)) do
         local conds = {}
-        for _, m in ipairs(tbl(r.matches)) do
-          for _, h in ipairs(tbl(m.headers)) do conds[#conds + 1] = string.format("%s: %s", h.name, h.value) end
+        local matches = tbl(r.matches)
+        -- a version rule repeats the strategy matches (precedence): its first match says it
+        if type(r.name) == "string" and r.name:match("^version%-") then matches = { matches[1] } end
+        for _, m in ipairs(matches) do
+          for _, h in ipairs(tbl(tbl(m).headers)) do
+            local cookies = h.name == "cookie" and h.type == "RegularExpression" and routing.parse_cookie_regex(h.value)
+            if cookies then
+              for cn, cv in pairs(cookies) do conds[#conds + 1] = string.format("cookie %s=%s", cn, cv) end
+            else
+              conds[#conds + 1] = string.format("%s: %s", h.name, h.value)
+            end
+          end
         end
         local entries = {}
         for _, b in ipairs(tbl(r.backendRefs)) do
@@ -216,10 +261,19 @@ return function(env, opts)
         for _, m in ipairs(tbl(h.match)) do
           for hname, sm in pairs(tbl(m.headers)) do
             local v = tbl(sm).exact or tbl(sm).prefix or tbl(sm).regex or "*"
-            conds[#conds + 1] = string.format("%s: %s", hname, v)
+            local cookies = hname == "cookie" and tbl(sm).regex and routing.parse_cookie_regex(sm.regex)
+            if cookies then
+              for cn, cv in pairs(cookies) do conds[#conds + 1] = string.format("cookie %s=%s", cn, cv) end
+            else
+              conds[#conds + 1] = string.format("%s: %s", hname, v)
+            end
           end
         end
         table.sort(conds)
+        if h.name == "default" and h.directResponse then
+          rows[#rows + 1] = { kind .. "/" .. name, "default", string.format("(answers %s: no version has weight)",
+            tostring(tbl(h.directResponse).status)), "-", "-" }
+        end
         local entries = {}
         for _, d in ipairs(tbl(h.route)) do
           local dest = tbl(d.destination)
@@ -243,7 +297,7 @@ return function(env, opts)
         if obj then
           obj.kind = obj.kind or kind
           objects[#objects + 1] = obj
-        elseif code ~= "NotFound" then
+        elseif code ~= "not_found" then
           error("routes: " .. tostring(err), 0)
         end
       end
@@ -255,7 +309,7 @@ return function(env, opts)
             o.kind = o.kind or kind
             objects[#objects + 1] = o
           end
-        elseif code ~= "NotFound" then
+        elseif code ~= "not_found" then
           error("routes: " .. tostring(err), 0)
         end
       end

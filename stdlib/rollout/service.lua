@@ -56,7 +56,7 @@ Service.__name = "rollout.service"
 --   set_routes(routes), routes()     strategy-owned routes (rollout.routes)
 --   remove_version(version, {force=}), remove(), leftovers()
 local TARGET_METHODS = { "deploy", "set_weights", "traffic", "versions", "health", "endpoint",
-                         "gateway_weights", "set_routes", "routes", "remove_version", "remove", "leftovers" }
+                         "gateway_weights", "remove_version", "remove", "leftovers" }
 for _, m in ipairs(TARGET_METHODS) do
   Service[m] = function(self, ...)
     local t = self.target
@@ -76,6 +76,20 @@ function Service:set_weights(w, opts)
                                                    why = opts and opts.why or "set_weights" })
   end
   return res
+end
+
+-- Strategy-owned routes (header/cookie matches to a version), for the
+-- progressive-delivery strategies; targets that have them provide
+--   set_routes(routes), routes()
+-- (stdlib/rollout/target/kubernetes/init.lua documents the shape).
+for _, m in ipairs { "set_routes", "routes" } do
+  Service[m] = function(self, ...)
+    local t = self.target
+    if type(t[m]) ~= "function" then
+      errors.refuse(string.format("the %s target has no strategy routes (%s)", self.target_name, m))
+    end
+    return t[m](t, ...)
+  end
 end
 
 -- Results the REPL displays by name (rollout.display); JSON encodes them as before.

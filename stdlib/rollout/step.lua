@@ -89,7 +89,12 @@ function Step:expect_healthy(versions)
   for _, v in ipairs(versions) do
     local h = self.service:health(v)
     if not h.ok then errors.fail(string.format("%s is not healthy: %s", v, h.detail or "down")) end
-    ui.ok(string.format("%s healthy (%s)", v, h.gateway and ("gateway " .. h.gateway) or "ready"))
+    if h.release then -- Kubernetes: a release, its pods, the route
+      ui.ok(string.format("%s healthy (release %s, %s/%s pods ready, %s)", v, h.release, tostring(h.ready_replicas or 0),
+        tostring(h.replicas or 0), tostring(h.gateway)))
+    else
+      ui.ok(string.format("%s healthy (%s)", v, h.gateway and ("gateway " .. h.gateway) or "ready"))
+    end
   end
 end
 
@@ -134,8 +139,12 @@ function Step:expect_removed(before, endpoint)
   end
   for _, l in ipairs(self.service:leftovers()) do left[#left + 1] = l end
   if #left > 0 then errors.fail("left behind: " .. table.concat(left, ", ")) end
-  ui.ok(string.format("nothing left: %d process(es) stopped, ports closed, no route, no state",
-    #before.pids))
+  if self.service.target_name == "kubernetes" then
+    ui.ok("nothing left: no Helm release, Deployment, pod, route or state")
+  else
+    ui.ok(string.format("nothing left: %d process(es) stopped, ports closed, no route, no state",
+      #before.pids))
+  end
 end
 
 function Step:fail(message) errors.fail(message) end

@@ -34,6 +34,7 @@ sys.dont_write_bytecode = True   # keep tests/fakes free of __pycache__
 sys.path.insert(0, HERE)
 
 import fakeyaml  # noqa: E402
+import istio_rules  # noqa: E402
 import kube_ssa as ssa  # noqa: E402
 
 KUBE_VERSION = {
@@ -167,11 +168,34 @@ RESOURCES = [
 ]
 BY_GR = {r.gr: r for r in RESOURCES}
 GROUPS = {}
-for _r in RESOURCES:
-    GROUPS.setdefault(_r.group, [])
-    for _v in _r.versions:
-        if _v not in GROUPS[_r.group]:
-            GROUPS[_r.group].append(_v)
+
+
+def compute_groups():
+    GROUPS.clear()
+    for r in RESOURCES:
+        for v in r.versions:
+            GROUPS.setdefault(r.group, [])
+            if v not in GROUPS[r.group]:
+                GROUPS[r.group].append(v)
+
+
+compute_groups()
+ISTIO_VERSION = [(1, 24)]   # set by --istio-version
+
+
+def configure_istio(version):
+    """--istio-version: the networking.istio.io versions served (istio_rules.served_versions)
+    and the webhook's weight rules; "none": no Istio CRDs at all."""
+    if version == "none":
+        versions = []
+        ISTIO_VERSION[0] = (0, 0)
+    else:
+        ISTIO_VERSION[0] = istio_rules.parse_version(version)
+        versions = istio_rules.served_versions(ISTIO_VERSION[0])
+    for r in RESOURCES:
+        if r.group == "networking.istio.io":
+            r.versions = list(versions)
+    compute_groups()
 
 NS_RES = BY_GR[("", "namespaces")]
 POD_RES = BY_GR[("", "pods")]
@@ -783,6 +807,16 @@ class Api:
         now = now or now_ts()
         apply_defaults(res, new, self.store)
         validate(res, new, old)
+        if res is VS_RES or res is DR_RES:
+            # istiod's validating webhook (istio_rules), called by the API
+            # server for create, update, patch and apply - dry runs too
+            spec = new.get("spec")
+            errs = istio_rules.validate_virtual_service(spec, ISTIO_VERSION[0]) if res is VS_RES \
+                else istio_rules.validate_destination_rule(spec)
+            if errs:
+                code, st = istio_rules.deny(res.qualified(), res.group, res.plural,
+                                            (new.get("metadata") or {}).get("name"), errs)
+                raise ApiError(code, st["reason"], st["message"], st["details"])
         md = new["metadata"]
         if op != "apply":
             keep_status = subresource == "status"
@@ -2087,6 +2121,9 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             if user is None:
                 raise ERR_UNAUTHORIZED
             self.user = user
+            self._body = body
+            if self.throttled():
+                return
             self.route(method, body)
         except ApiError as e:
             self.respond_error(e)
@@ -2097,6 +2134,34 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             traceback.print_exc()
             self.respond_error(ApiError(500, "InternalError", 'an error on the server ("%s") has prevented the '
                                                               'request from succeeding' % e, {}))
+
+    def throttled(self):
+        """/_fake/throttle: 429 as API Priority and Fairness answers it
+        (k8s.io/apiserver pkg/server/filters/maxinflight.go tooManyRequests:
+        Retry-After and a plain-text body), or a 5xx Status whose
+        details.retryAfterSeconds also sets Retry-After (pkg/endpoints/
+        handlers/responsewriters/writers.go ErrorNegotiated)."""
+        if self.url_path.startswith("/_fake/") or self.url_path in ("/healthz", "/livez", "/readyz"):
+            return False
+        with self.cfg.throttle_lock:
+            th = self.cfg.throttle
+            if not th or th["count"] <= 0:
+                return False
+            if th.get("verbs") and (self.ri.verb or "get") not in th["verbs"]:
+                return False
+            th["count"] -= 1
+        hdrs = []
+        if th.get("retry_after") is not None:
+            hdrs.append(("Retry-After", str(th["retry_after"])))
+        if th["code"] == 429:
+            hdrs.append(("X-Content-Type-Options", "nosniff"))
+            self.respond(429, "Too many requests, please try again later.\n", "text/plain; charset=utf-8", hdrs)
+        else:
+            st = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                  "message": "the server is currently unable to handle the request", "reason": "ServiceUnavailable",
+                  "details": {"retryAfterSeconds": th.get("retry_after") or 0}, "code": th["code"]}
+            self.respond(th["code"], st, headers=hdrs)
+        return True
 
     def authenticate(self):
         auth = self.headers.get("Authorization") or ""
@@ -2247,6 +2312,18 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         return self.emit(code, self.served(res, obj) if obj.get("kind") != "Status" else obj)
 
     def nonresource(self, method, p):
+        if p == "/_fake/throttle" and method == "POST":
+            # test hook: the next `count` API requests are refused like API
+            # Priority and Fairness (429) or an overloaded server (5xx) does
+            try:
+                spec = json.loads(self._body.decode("utf-8") or "{}")
+                spec = {"count": int(spec.get("count", 1)), "code": int(spec.get("code", 429)),
+                        "retry_after": spec.get("retry_after", 1), "verbs": spec.get("verbs")}
+            except (ValueError, TypeError, AttributeError) as e:
+                raise err_bad_request("throttle: %s" % e)
+            with self.cfg.throttle_lock:
+                self.cfg.throttle = spec
+            return self.respond(200, spec)
         if p == "/_fake/compact" and method == "POST":
             # test hook: forget the watch history, so older resourceVersions get 410 Expired
             with self.store.cond:
@@ -2786,9 +2863,10 @@ class Dest:
 
 
 class Gateway:
-    def __init__(self, store, namespace):
+    def __init__(self, store, namespace, identity="mesh"):
         self.store = store
         self.namespace = namespace
+        self.identity = identity    # "mesh" (a sidecar) or "NS/NAME" of a gateway
         self.cache = (-1, None)
 
     # -- snapshot of the routing state, rebuilt when the store changed ---------
@@ -2839,20 +2917,30 @@ class Gateway:
         return self.ready_pods(dns, selector)
 
     def build(self):
-        routes = []
+        routes, bypassed = [], []
         for vs in self.store.items(VS_RES):
             ns = vs["metadata"]["namespace"]
             spec = vs.get("spec") or {}
             hosts = [h.lower() for h in spec.get("hosts") or []]
+            if not istio_rules.applies_to(vs, self.identity):
+                # not for us: a sidecar then routes to the host's Service
+                # itself, over all its endpoints (no weights)
+                bypassed.append({"kind": "VirtualService", "ns": ns, "name": vs["metadata"]["name"],
+                                 "hosts": hosts})
+                continue
             rules = []
             for http_rule in spec.get("http") or []:
                 matches = http_rule.get("match") or None
                 dests = []
                 route = http_rule.get("route") or []
                 for d in route:
-                    w = d.get("weight")
-                    if w is None:
-                        w = 100 if len(route) == 1 else 0
+                    if len(route) == 1:
+                        # virtual_service.proto: "If there is only one destination in a rule, it will receive
+                        # all traffic" - pilot/pkg/networking/core/route/route.go ignores its weight
+                        w = 1
+                    else:
+                        # route.go: "Ignore 0 weighted clusters if there are other clusters in the route"
+                        w = d.get("weight") or 0
                     short = self.host_ns(((d.get("destination") or {}).get("host") or ""), ns)[0]
                     dests.append(Dest(int(w), short, self.vs_dest(ns, d)))
                 direct = http_rule.get("directResponse")
@@ -2862,6 +2950,18 @@ class Gateway:
         for hr in self.store.items(ROUTE_RES):
             ns = hr["metadata"]["namespace"]
             spec = hr.get("spec") or {}
+            # gateway-api GEP-1426 (GAMMA): a Service parent is the mesh; a Gateway parent that gateway
+            mine = False
+            for pr in spec.get("parentRefs") or []:
+                kind = pr.get("kind") or "Gateway"
+                if kind == "Service" and self.identity == "mesh":
+                    mine = True
+                elif kind == "Gateway" and self.identity == "%s/%s" % (pr.get("namespace") or ns, pr.get("name")):
+                    mine = True
+            if not mine:
+                bypassed.append({"kind": "HTTPRoute", "ns": ns, "name": hr["metadata"]["name"],
+                                 "hosts": [h.lower() for h in spec.get("hostnames") or []]})
+                continue
             rules = []
             for rule in spec.get("rules") or []:
                 dests = []
@@ -2878,10 +2978,27 @@ class Gateway:
                 rules.append(("httproute", matches, dests, None))
             routes.append({"kind": "HTTPRoute", "ns": ns, "name": hr["metadata"]["name"],
                            "hosts": [h.lower() for h in spec.get("hostnames") or []], "rules": rules})
+        if self.identity == "mesh":
+            # a sidecar with no route for a host sends requests to that
+            # Service's endpoints, all of them alike
+            for b in bypassed:
+                svc = self.store.get(SVC_RES, b["ns"], (b["hosts"] or [b["name"]])[0].split(".")[0])
+                sel = ((svc or {}).get("spec") or {}).get("selector") or {}
+                pods = self.ready_pods(b["ns"], sel) if sel else []
+                b["rules"] = [("service", None, [Dest(1, b["name"], pods)], None)]
+                b["fallback"] = True
+                routes.append(b)
         return routes
 
     # -- request handling ----------------------------------------------------
     def pick_route(self, routes, host):
+        real = [r for r in routes if not r.get("fallback")]
+        r = self._pick(real, host)
+        if r is None and len(real) < len(routes):
+            r = self._pick([x for x in routes if x.get("fallback")], host)
+        return r
+
+    def _pick(self, routes, host):
         host = host.split(":")[0].lower() if host else ""
         hits = []
         for r in routes:
@@ -2969,7 +3086,7 @@ class Gateway:
         if route is None:
             return 404, b"", None, ()
         chosen = None
-        if route["kind"] == "VirtualService":
+        if route["kind"] == "VirtualService" and not route.get("fallback"):
             for kind, matches, dests, direct in route["rules"]:
                 if self.vs_matches(matches, method, path, query, headers):
                     if direct:
@@ -2977,6 +3094,8 @@ class Gateway:
                         return int(direct.get("status", 200)), body, "text/plain", ()
                     chosen = dests
                     break
+        elif route.get("fallback"):
+            chosen = route["rules"][0][2]
         else:
             best = None
             for kind, matches, dests, _ in route["rules"]:
@@ -3056,7 +3175,13 @@ class GatewayHandler(socketserver.StreamRequestHandler):
                     if h in (b"\r\n", b"\n", b""):
                         break
                     k, _, v = h.decode("latin-1").partition(":")
-                    headers[k.strip().lower()] = v.strip()
+                    k = k.strip().lower()
+                    if k in headers and k == "cookie":   # RFC 6265 5.4: one Cookie header, pairs joined by "; "
+                        headers[k] += "; " + v.strip()
+                    elif k in headers:                    # RFC 7230 3.2.2: repeated fields join with ","
+                        headers[k] += "," + v.strip()
+                    else:
+                        headers[k] = v.strip()
                 n = int(headers.get("content-length") or 0)
                 if n:
                     rfile.read(n)
@@ -3143,6 +3268,12 @@ def main(argv=None):
     ap.add_argument("--ready-delay", type=float, default=0.5, help="seconds until a new pod is Ready")
     ap.add_argument("--gateway-port", type=int, help="also serve the stub gateway on this port (0 = free port)")
     ap.add_argument("--gateway-namespace", default="default")
+    ap.add_argument("--gateway-as", default="mesh",
+                    help='whom the stub gateway routes for: "mesh" (a sidecar: VirtualServices without gateways or '
+                         'listing mesh, HTTPRoutes with a Service parent) or NAMESPACE/NAME of a gateway')
+    ap.add_argument("--istio-version", default="1.24",
+                    help='Istio release simulated: the networking.istio.io versions served and the webhook\'s '
+                         'weight rules (istio_rules.py); "none": no Istio CRDs')
     ap.add_argument("--kubeconfig-out", help="write a token kubeconfig (first --token) here")
     ap.add_argument("--kubeconfig-cert-out", help="write a client-certificate kubeconfig here")
     ap.add_argument("--kubeconfig-exec-out", help="write a kubeconfig using bin/fake-exec-plugin here")
@@ -3150,6 +3281,10 @@ def main(argv=None):
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args(argv)
 
+    try:
+        configure_istio(a.istio_version)
+    except ValueError as e:
+        ap.error(str(e))
     certs = a.certs
     if not certs:
         import tempfile
@@ -3161,6 +3296,8 @@ def main(argv=None):
     cfg.request_log = a.request_log
     cfg.log_lock = threading.Lock()
     cfg.tokens = Tokens(a.token, a.token_file)
+    cfg.throttle = None
+    cfg.throttle_lock = threading.Lock()
     cfg.forbid = Forbid(a.forbid)
     ca = os.path.join(certs, "ca.crt")
     cfg.trusted_issuer = tuple(tuple(x) for x in ssl._ssl._test_decode_cert(ca)["subject"])
@@ -3189,7 +3326,7 @@ def main(argv=None):
 
     gsrv = None
     if a.gateway_port is not None:
-        GatewayHandler.gateway = Gateway(store, a.gateway_namespace)
+        GatewayHandler.gateway = Gateway(store, a.gateway_namespace, a.gateway_as)
         gsrv = GatewayServer(("127.0.0.1", a.gateway_port), GatewayHandler)
 
     if a.kubeconfig_out:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make_certs.sh DIR - test PKI for the fake API server (openssl CLI only).
 #   ca.crt/ca.key                    test CA (trusted by the fake API server)
-#   server.crt/server.key            server cert, SAN IP:127.0.0.1, DNS:localhost
+#   server.crt/server.key            server cert, SAN IP:127.0.0.1, DNS:localhost (or $SERVER_SAN,
+#                                    e.g. DNS:kube.internal, for tls-server-name tests)
 #   client.crt/client.key            client cert CN=rollout-test, O=system:masters
 #   untrusted-ca.crt/.key            a second CA the API server does not trust
 #   untrusted-client.crt/.key        client cert from that CA (-> 401 Unauthorized)
@@ -38,7 +39,7 @@ ca ca "/CN=rollout-test-ca"
 leaf server ca "/CN=kube-apiserver" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost"
+subjectAltName=${SERVER_SAN:-IP:127.0.0.1,DNS:localhost}"
 leaf client ca "/O=system:masters/CN=rollout-test" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"

@@ -422,7 +422,7 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: web}
 spec:
-  parentRefs: [{name: gateway}]
+  parentRefs: [{group: "", kind: Service, name: web}]   # GAMMA: the mesh, which the stub gateway routes for
   hostnames: [web]
   rules:
   - matches:

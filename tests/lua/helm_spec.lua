@@ -140,11 +140,11 @@ describe("helm.version", function()
     assert(fs.mkdir_p(empty))
     local v, msg, code = helm.version { env = { PATH = empty } }
     assert.is_nil(v)
-    assert.equal("not_installed", code)
+    assert.equal("not_found", code)
     assert.equal("helm is not installed (looked for it on PATH): see https://helm.sh/docs/intro/install/", msg)
     v, msg, code = helm.version { helm = tmp .. "/no-such-helm" }
     assert.is_nil(v)
-    assert.equal("not_installed", code)
+    assert.equal("not_found", code)
     assert.matches("no%-such%-helm", msg)
     assert.matches("https://helm.sh/docs/intro/install/", msg, 1, true)
   end)
@@ -161,13 +161,13 @@ describe("helm.version", function()
     assert.equal("v3.21.4|nil", r.stdout)
     r = assert(proc.run { argv = { BIN, "-e", code }, timeout = 30,
       env = fake_env { ROLLOUT_HELM = false, PATH = empty } })
-    assert.equal("nil|not_installed", r.stdout)
+    assert.equal("nil|not_found", r.stdout)
   end)
 
   it("says so when helm's output is not a version", function()
     local v, msg, code = helm.version { helm = script("say-hello", "echo hello") }
     assert.is_nil(v)
-    assert.equal("failed", code)
+    assert.equal("protocol", code)
     assert.matches("unexpected output 'hello", msg)
   end)
 end)
@@ -372,10 +372,10 @@ describe("helm failures", function()
     assert.equal("helm status web-v1: helm exited with status 3 and printed no error", msg)
   end)
 
-  it("reports output that is not JSON as failed", function()
+  it("reports output that is not JSON as a protocol failure", function()
     local st, msg, code = helm.status { helm = script("helm-text", "echo 'NAME: web-v1'"), release = "web-v1" }
     assert.is_nil(st)
-    assert.equal("failed", code)
+    assert.equal("protocol", code)
     assert.matches("^helm status web%-v1: its output is not the JSON expected", msg)
     assert.matches("NAME: web-v1", msg, 1, true)
   end)
@@ -451,19 +451,19 @@ describe("helm failures", function()
     local rel, msg, code = helm.install { release = "web-v2", chart = CHART, values = { version = "v2" },
       env = { PATH = empty } }
     assert.is_nil(rel)
-    assert.equal("not_installed", code)
+    assert.equal("not_found", code)
     assert.equal("helm is not installed (looked for it on PATH): see https://helm.sh/docs/intro/install/", msg)
     local ok
     ok, msg, code = helm.uninstall { release = "web-v2", env = { PATH = empty } }
     assert.is_nil(ok)
-    assert.equal("not_installed", code)
+    assert.equal("not_found", code)
     -- the same in a child whose TMPDIR we watch: no values file left
     local private = private_tmpdir("tmp-not-installed")
     local src = ("local r, m, c = require('rollout.helm').install { release = 'web-v2', chart = %q, " ..
       "values = { version = 'v2' } }; io.write(tostring(c))"):format(CHART)
     local r = assert(proc.run { argv = { BIN, "-e", src }, timeout = 30,
       env = { TMPDIR = private, PATH = empty, ROLLOUT_HELM = false } })
-    assert.equal("not_installed", r.stdout)
+    assert.equal("not_found", r.stdout)
     assert.same({}, fs.list(private))
   end)
 end)
@@ -474,7 +474,7 @@ describe("the values file", function()
       "chart = %q, values = { version = 'v2' } }; io.write(tostring(c), '|', tostring(m))"):format(FAKE, CHART)
     local r = assert(proc.run { argv = { BIN, "-e", src }, timeout = 30,
       env = fake_env { TMPDIR = tmp .. "/no-such-dir" } })
-    assert.matches("^ENOENT|helm.install: cannot write the values file in .*/no%-such%-dir", r.stdout)
+    assert.matches("^not_found|helm.install: cannot write the values file in .*/no%-such%-dir", r.stdout)
     assert.is_false(fs.exists(helm_log), "helm ran")
   end)
 end)
@@ -492,24 +492,80 @@ describe("helm.uninstall", function()
   it("reports a missing release as notfound (uninstall, status, get_values)", function()
     local ok, msg, code = helm.uninstall(opts { release = "web-v1", namespace = "apps" })
     assert.is_nil(ok)
-    assert.equal("notfound", code)
+    assert.equal("not_found", code)
     assert.equal("helm uninstall web-v1: uninstall: Release not loaded: web-v1: release: not found", msg)
     local st
     st, msg, code = helm.status(opts { release = "web-v1", namespace = "apps" })
     assert.is_nil(st)
-    assert.equal("notfound", code)
+    assert.equal("not_found", code)
     assert.equal("helm status web-v1: release: not found", msg)
     st, msg, code = helm.get_values(opts { release = "web-v1", namespace = "apps" })
     assert.is_nil(st)
-    assert.equal("notfound", code)
+    assert.equal("not_found", code)
   end)
 
   it("accepts a release name of exactly 53 characters", function()
     local name = ("a"):rep(53)
     local st, _, code = helm.status(opts { release = name })
     assert.is_nil(st)
-    assert.equal("notfound", code) -- it ran: the name passed validation
+    assert.equal("not_found", code) -- it ran: the name passed validation
     assert.equal(name, last_argv()[2])
+  end)
+end)
+
+describe("helm's pending states", function()
+  it("lists a release a killed helm left pending only with all/pending, refuses upgrades, rolls back", function()
+    local values = { service = "pend", version = "v1" }
+    assert(helm.install(opts { release = "pend-v1", chart = CHART, namespace = "apps", values = values, timeout = 60 }))
+    -- an upgrade that waits for a never-ready image, killed while it waits
+    local argv = { FAKE, "upgrade", "pend-v1", CHART, "--namespace", "apps", "--set", "service=pend", "--set",
+                   "version=v1", "--set", "image.tag=broken", "--wait", "--timeout", "120s",
+                   "--kubeconfig", kubeconfig }
+    local pid = assert(proc.spawn { argv = argv, env = fake_env(), log = tmp .. "/pend.log" })
+    finally(function() if proc.alive(pid) then proc.kill(pid, "KILL") end end)
+    wait_for(function()
+      local f = read(state .. "/apps/pend-v1/2.json")
+      return f:find('"pending-upgrade"', 1, true)
+    end, 20, "the pending-upgrade record")
+    assert(proc.kill(pid, "KILL"))
+    wait_for(function() return not proc.alive(pid) end, 5, "helm to die")
+    -- helm list's default states (deployed, failed) hide it
+    assert.equal(0, #assert(helm.list(opts { namespace = "apps", filter = "^pend-" })))
+    local all = assert(helm.list(opts { namespace = "apps", filter = "^pend-", all = true }))
+    assert.equal("pending-upgrade", all[1].status)
+    assert.is_true(contains(last_argv(), "--all"))
+    assert.equal(1, #assert(helm.list(opts { namespace = "apps", filter = "^pend-", pending = true })))
+    assert.is_true(contains(last_argv(), "--pending"))
+    assert.is_true(helm.pending(all[1].status))
+    assert.is_false(helm.pending("deployed"))
+    -- helm refuses another upgrade: conflict, with helm's text as raw
+    local rel, msg, code, raw = helm.install(opts { release = "pend-v1", chart = CHART, namespace = "apps",
+      values = values, timeout = 30 })
+    assert.is_nil(rel)
+    assert.equal("conflict", code)
+    assert.matches("another operation (install/upgrade/rollback) is in progress", msg, 1, true)
+    assert.matches("another operation", raw, 1, true)
+    -- the history says when; a rollback to revision 1 ends it
+    local hist = assert(helm.history(opts { release = "pend-v1", namespace = "apps" }))
+    assert.equal(2, #hist)
+    assert.equal("pending-upgrade", hist[2].status)
+    assert.is_not_nil(require("rollout.k8s.util").rfc3339(hist[2].updated), hist[2].updated)
+    assert.is_true(helm.rollback(opts { release = "pend-v1", namespace = "apps", revision = 1, timeout = 30 }))
+    assert.same({ "rollback", "pend-v1", "1", "--namespace=apps", "--timeout=30s", "--kubeconfig=" .. kubeconfig },
+      last_argv())
+    local st = assert(helm.status(opts { release = "pend-v1", namespace = "apps" }))
+    assert.equal("deployed", st.info.status)
+    assert.equal(3, st.version)
+    assert(helm.install(opts { release = "pend-v1", chart = CHART, namespace = "apps", values = values, timeout = 60 }))
+    assert(helm.uninstall(opts { release = "pend-v1", namespace = "apps" }))
+    -- a missing release: not_found
+    local ok
+    ok, msg, code = helm.rollback(opts { release = "pend-v1", namespace = "apps" })
+    assert.is_nil(ok)
+    assert.equal("not_found", code)
+    ok, msg, code = helm.history(opts { release = "pend-v1", namespace = "apps" })
+    assert.is_nil(ok)
+    assert.equal("not_found", code)
   end)
 end)
 

@@ -2,7 +2,7 @@
 -- VirtualService/DestinationRule, Gateway API HTTPRoute, Services), and
 -- their validation against the real CRD schemas in ../shared/schemas/
 -- (through tests/helpers/crd_validate.py and Debian's python3-jsonschema).
-local istio = require "rollout.istio"
+local istio = require "rollout.target.kubernetes.routing"
 local errors = require "rollout.errors"
 local yaml = require "rollout.yaml"
 local json = require "rollout.json"
@@ -139,8 +139,11 @@ describe("rollout.istio rendering", function()
         assert.equal("integer", math.type(got[i]))
       end
     end
-    -- a first version deployed at weight 0: nothing to share, zeros
-    assert.same({ 0 }, default_weights(istio.virtual_service(c, { v1 = 0 })))
+    -- a first version deployed at weight 0: nothing to share, and a lone
+    -- destination would take everything: the default rule answers 503
+    local lone = istio.virtual_service(c, { v1 = 0 })
+    assert.is_nil(lone.spec.http[#lone.spec.http].route)
+    assert.equal(503, lone.spec.http[#lone.spec.http].directResponse.status)
   end)
 
   it("routes header matches by the configured header, in lower case", function()
@@ -152,7 +155,11 @@ describe("rollout.istio rendering", function()
     local vs = istio.virtual_service(cfg { kubernetes = { host = "shop.example.com", gateway = "istio-system/main" } },
       { v1 = 1 })
     assert.same({ "shop.example.com" }, vs.spec.hosts)
-    assert.same({ "istio-system/main" }, vs.spec.gateways)
+    -- with the gateway, the mesh too: in-mesh callers follow the same weights
+    assert.same({ "istio-system/main", "mesh" }, vs.spec.gateways)
+    local only = istio.virtual_service(cfg { kubernetes = { gateway = "istio-system/main", gateway_only = true } },
+      { v1 = 1 })
+    assert.same({ "istio-system/main" }, only.spec.gateways)
     -- the destination stays the Service
     assert.equal("microservice-1", vs.spec.http[#vs.spec.http].route[1].destination.host)
   end)
@@ -166,17 +173,22 @@ describe("rollout.istio rendering", function()
     -- no gateway configured: the mesh (GAMMA) parent, the Service itself
     assert.same({ { group = "", kind = "Service", name = "microservice-1", port = 8080 } }, r.spec.parentRefs)
     local rules = r.spec.rules
-    assert.equal(3, #rules)
+    assert.equal(4, #rules)
     for i, v in ipairs { "v1", "v2" } do
+      assert.equal("version-" .. v, rules[i].name)
       assert.same({ { headers = { { type = "Exact", name = "x-version", value = v } } } }, rules[i].matches)
       assert.same({ { name = "microservice-1-" .. v, port = 8080 } }, rules[i].backendRefs)
     end
-    assert.is_nil(rules[3].matches)
+    -- a header naming no deployed version: a rule without backends (500), never the weighted rule
+    assert.equal("unknown-version", rules[3].name)
+    assert.same({ { headers = { { type = "RegularExpression", name = "x-version", value = ".+" } } } }, rules[3].matches)
+    assert.is_nil(rules[3].backendRefs)
+    assert.is_nil(rules[4].matches)
     assert.same({ { name = "microservice-1-v1", port = 8080, weight = 50 },
-                  { name = "microservice-1-v2", port = 8080, weight = 0 } }, rules[3].backendRefs)
+                  { name = "microservice-1-v2", port = 8080, weight = 0 } }, rules[4].backendRefs)
     local n = istio.http_route(c, { v1 = 1, v2 = 1, v3 = 1 }, { normalize = true })
     local w = {}
-    for i, b in ipairs(n.spec.rules[4].backendRefs) do w[i] = b.weight end
+    for i, b in ipairs(n.spec.rules[5].backendRefs) do w[i] = b.weight end
     assert.same({ 34, 33, 33 }, w)
   end)
 
@@ -259,8 +271,140 @@ describe("rollout.istio rendering", function()
 
   it("refuses more versions than an HTTPRoute can hold", function()
     local w = {}
-    for i = 1, 16 do w["v" .. i] = 1 end
-    assert.truthy(refusal(istio.http_route, cfg(), w):find("at most 15 versions", 1, true))
+    for i = 1, 15 do w["v" .. i] = 1 end
+    assert.truthy(refusal(istio.http_route, cfg(), w):find("at most 14 versions", 1, true))
+  end)
+
+  it("writes the API version the cluster serves", function()
+    local vs = istio.virtual_service(cfg(), { v1 = 1 }, { api_version = "networking.istio.io/v1beta1" })
+    assert.equal("networking.istio.io/v1beta1", vs.apiVersion)
+    local dr = istio.destination_rule(cfg(), { "v1" }, { api_version = "networking.istio.io/v1beta1" })
+    assert.equal("networking.istio.io/v1beta1", dr.apiVersion)
+    for _, m in ipairs(istio.manifests(cfg(), { v1 = 1 }, { api_version = "networking.istio.io/v1beta1" })) do
+      if m.kind ~= "Service" then assert.equal("networking.istio.io/v1beta1", m.apiVersion, m.kind) end
+    end
+    assert.equal("networking.istio.io/v1", istio.virtual_service(cfg(), { v1 = 1 }).apiVersion)
+  end)
+
+  it("never renders weights Istio would misread: no weight at all is a 503, one version takes all", function()
+    -- two or more destinations summing to 0 are refused by Istio >= 1.15
+    local vs = istio.virtual_service(cfg(), { v1 = 0, v2 = 0 })
+    local last = vs.spec.http[#vs.spec.http]
+    assert.equal("default", last.name)
+    assert.is_nil(last.route)
+    assert.equal(503, last.directResponse.status)
+    -- the versions stay known: header routes, and weight 0 when read back
+    assert.same({ v1 = 0, v2 = 0 }, istio.route_weights(cfg(), vs))
+    -- weight-0 destinations among others stay (a rollback is one change)
+    assert.same({ 50, 0 }, default_weights(istio.virtual_service(cfg(), { v1 = 50, v2 = 0 })))
+    -- Gateway API: weight 0 forwards nothing there, all zero answers 500 (by the spec)
+    local r = istio.http_route(cfg { kubernetes = { routing = "gateway-api" } }, { v1 = 0 })
+    assert.equal(0, r.spec.rules[#r.spec.rules].backendRefs[1].weight)
+  end)
+
+  local routes = {
+    { name = "ab", version = "v3", match = { { headers = { ["X-Group"] = "beta" }, cookies = { canary = "always" } },
+                                             { headers = { ["x-tester"] = "yes" } } } },
+    { name = "mobile", version = "v2", match = { { headers = { ["user-agent"] = "Mobile App/1.2 (x)" } } } },
+  }
+
+  it("renders strategy routes after the version routes and before the weighted route (Istio)", function()
+    local vs = istio.virtual_service(cfg(), { v1 = 50, v2 = 50, v3 = 0 }, { routes = routes })
+    local names = {}
+    for i, h in ipairs(vs.spec.http) do names[i] = h.name end
+    assert.same({ "version-v1", "version-v2", "version-v3", "unknown-version", "route-ab", "route-mobile", "default" },
+      names)
+    local ab = vs.spec.http[5]
+    assert.same({ { destination = { host = "microservice-1", subset = "v3", port = { number = 8080 } } } }, ab.route)
+    -- header names in lower case, exact values; a cookie as a regex on the Cookie header
+    assert.same({ ["x-group"] = { exact = "beta" }, cookie = { regex = "^(.*?;\\s*)?canary=always(;.*)?$" } },
+      ab.match[1].headers)
+    assert.same({ ["x-tester"] = { exact = "yes" } }, ab.match[2].headers)
+    assert.same({ ["user-agent"] = { exact = "Mobile App/1.2 (x)" } }, vs.spec.http[6].match[1].headers)
+    -- read back
+    local back = istio.routes(cfg(), vs)
+    assert.equal(2, #back)
+    assert.same({ name = "ab", version = "v3", match = {
+      { headers = { ["x-group"] = "beta" }, cookies = { canary = "always" } },
+      { headers = { ["x-tester"] = "yes" }, cookies = {} } } }, back[1])
+    assert.equal("mobile", back[2].name)
+    assert.is_true(istio.same_routes(back, istio.check_routes(cfg(), routes)))
+    -- weights read back as before
+    assert.same({ v1 = 50, v2 = 50, v3 = 0 }, istio.route_weights(cfg(), vs))
+  end)
+
+  it("renders strategy routes for the Gateway API, where the version header still wins", function()
+    local c = cfg { kubernetes = { routing = "gateway-api" } }
+    local r = istio.http_route(c, { v1 = 50, v2 = 50, v3 = 0 }, { routes = routes })
+    local names = {}
+    for i, rule in ipairs(r.spec.rules) do names[i] = rule.name end
+    assert.same({ "version-v1", "version-v2", "version-v3", "unknown-version", "route-ab", "route-mobile", "default" },
+      names)
+    local ab = r.spec.rules[5]
+    assert.same({ { name = "microservice-1-v3", port = 8080 } }, ab.backendRefs)
+    assert.same({ { type = "Exact", name = "x-group", value = "beta" },
+                  { type = "RegularExpression", name = "cookie", value = "^(.*?;\\s*)?canary=always(;.*)?$" } },
+      ab.matches[1].headers)
+    -- precedence is by the number of header matches: each version rule also
+    -- matches every strategy entry plus the version header (one more)
+    local v1 = r.spec.rules[1]
+    assert.equal(1 + 3, #v1.matches)
+    assert.same({ { type = "Exact", name = "x-version", value = "v1" }, { type = "Exact", name = "x-group", value = "beta" },
+                  { type = "RegularExpression", name = "cookie", value = "^(.*?;\\s*)?canary=always(;.*)?$" } },
+      v1.matches[2].headers)
+    assert.equal(4, #r.spec.rules[4].matches)
+    local back = istio.routes(c, r)
+    assert.is_true(istio.same_routes(back, istio.check_routes(c, routes)))
+    assert.same({ v1 = 50, v2 = 50, v3 = 0 }, istio.route_weights(c, r))
+  end)
+
+  it("escapes cookie names and values and combines several cookies of one entry", function()
+    assert.equal("^(.*?;\\s*)?a\\.b=x\\+y\\/\\(1\\)(;.*)?$", istio.cookie_regex { ["a.b"] = "x+y/(1)" })
+    local two = istio.cookie_regex { a = "1", b = "2" }
+    assert.equal("^(?:(.*?;\\s*)?a=1;\\s*(.*?;\\s*)?b=2(;.*)?|(.*?;\\s*)?b=2;\\s*(.*?;\\s*)?a=1(;.*)?)$", two)
+    for _, cookies in ipairs { { canary = "always" }, { ["a.b"] = "x+y/(1)|[z]*" }, { a = "1", b = "2", c = "3" },
+                               { ["__Host-id"] = '"quoted"' } } do
+      assert.same(cookies, istio.parse_cookie_regex(istio.cookie_regex(cookies)))
+    end
+  end)
+
+  it("refuses bad strategy routes before rendering anything", function()
+    local deployed = { v1 = true, v3 = true }
+    local function bad(r, pattern)
+      local msg = refusal(istio.check_routes, cfg(), r, deployed)
+      assert.truthy(msg:find(pattern, 1, true), msg)
+    end
+    bad({ { name = "AB", version = "v3", match = { { headers = { a = "b" } } } } }, '"AB" is not a DNS-1123 label')
+    bad({ { name = "ab", version = "v2", match = { { headers = { a = "b" } } } } }, "version v2 is not deployed (deployed: v1, v3)")
+    bad({ { name = "ab", version = "v3", match = { { headers = { ["x y"] = "b" } } } } }, 'header name "x y" is not an HTTP token')
+    bad({ { name = "ab", version = "v3", match = { { headers = { a = "b\nc" } } } } }, "value of header a must be visible ASCII")
+    bad({ { name = "ab", version = "v3", match = { { headers = { a = "\1" } } } } }, "value of header a must be visible ASCII")
+    bad({ { name = "ab", version = "v3", match = { { cookies = { ["c;d"] = "x" } } } } }, 'cookie name "c;d" is not a token')
+    bad({ { name = "ab", version = "v3", match = { { cookies = { c = "a b" } } } } }, "value of cookie c is not cookie-octets")
+    bad({ { name = "ab", version = "v3", match = { { cookies = { c = "a;b" } } } } }, "value of cookie c is not cookie-octets")
+    bad({ { name = "ab", version = "v3", match = { { headers = { ["X-Version"] = "v1" } } } } }, "is the version header")
+    bad({ { name = "ab", version = "v3", match = { {} } } }, "has no header and no cookie")
+    bad({ { name = "ab", version = "v3", match = {} } }, "match must be a non-empty list")
+    bad({ { name = "ab", version = "v3", match = { { headers = { a = "1" } } } },
+          { name = "ab", version = "v1", match = { { headers = { a = "2" } } } } }, "route ab is listed twice")
+    bad({ { name = "ab", version = "v3", match = { { headers = { a = "1", A = "2" } } } } }, "given twice")
+    bad({ { name = "ab", version = "v3", match = { { headers = { cookie = "x=1" } } } } }, "match cookies with cookies")
+    bad({ { name = "ab", version = "v3", match = { { cookies = { a = "1", b = "1", c = "1", d = "1" } } } } },
+      "at most 3 cookies")
+    bad({ { name = "ab", version = "v3", match = { { headers = { a = "1" } } }, weight = 5 } }, "unknown field")
+    -- and through the renderers
+    assert.truthy(refusal(istio.virtual_service, cfg(), { v1 = 1 }, { routes = { { name = "x", version = "v9",
+      match = { { headers = { a = "b" } } } } } }):find("not deployed", 1, true))
+  end)
+
+  it("refuses strategy routes an HTTPRoute cannot hold", function()
+    local c = cfg { kubernetes = { routing = "gateway-api" } }
+    local many = {}
+    for i = 1, 13 do many[i] = { name = "r" .. i, version = "v1", match = { { headers = { a = tostring(i) } } } } end
+    assert.truthy(refusal(istio.http_route, c, { v1 = 1, v2 = 1 }, { routes = many }):find("at most 16 rules", 1, true))
+    local wide = { { name = "w", version = "v1", match = {} } }
+    for i = 1, 40 do wide[1].match[i] = { headers = { a = tostring(i) } } end
+    assert.truthy(refusal(istio.http_route, c, { v1 = 1, v2 = 1 }, { routes = wide }):find("matches in an HTTPRoute", 1, true))
   end)
 
   it("renders the shipped microservice-1 configuration", function()
@@ -388,6 +532,28 @@ describe("rendered routing objects against the CRD schemas", function()
     assert_valid(validate("VirtualService", "networking.istio.io/v1beta1", docs))
   end)
 
+  it("validates the routes with strategy routes, the mesh and no weight (VirtualService, HTTPRoute)", function()
+    local rs = {
+      { name = "ab", version = "v2", match = { { headers = { ["x-group"] = "beta" }, cookies = { canary = "always", b = "[x]" } },
+                                               { headers = { ["x-tester"] = "yes" } } } },
+      { name = "c", version = "v1", match = { { cookies = { ["id"] = "a+b/c" } } } },
+    }
+    local docs = {}
+    for i, w in ipairs { { v1 = 50, v2 = 50 }, { v1 = 0, v2 = 0 }, { v1 = 0 } } do
+      if w.v2 then
+        docs[#docs + 1] = { name = "vs routes " .. i, value = istio.virtual_service(cfg { kubernetes = {
+          gateway = "istio-system/ingress" } }, w, { routes = rs }) }
+      end
+      docs[#docs + 1] = { name = "vs " .. i, value = istio.virtual_service(cfg(), w) }
+    end
+    assert_valid(validate("VirtualService", "networking.istio.io/v1", docs))
+    assert_valid(validate("VirtualService", "networking.istio.io/v1beta1", docs))
+    local c = cfg { kubernetes = { routing = "gateway-api" } }
+    assert_valid(validate("HTTPRoute", "gateway.networking.k8s.io/v1", {
+      { name = "route routes", value = istio.http_route(c, { v1 = 50, v2 = 50 }, { routes = rs }) },
+      { name = "route no weight", value = istio.http_route(c, { v1 = 0, v2 = 0 }) } }))
+  end)
+
   it("validates the DestinationRule as networking.istio.io v1", function()
     local docs = {}
     for i, w in ipairs(weight_sets) do
@@ -406,9 +572,9 @@ describe("rendered routing objects against the CRD schemas", function()
         docs[#docs + 1] = { name = "route " .. i .. " " .. json.encode(over), value = istio.http_route(cfg(over), w) }
       end
     end
-    local w15 = {}
-    for i = 1, 15 do w15["v" .. i] = i end
-    docs[#docs + 1] = { name = "15 versions", value = istio.http_route(cfg(), w15) }
+    local w14 = {}
+    for i = 1, 14 do w14["v" .. i] = i end
+    docs[#docs + 1] = { name = "14 versions", value = istio.http_route(cfg(), w14) }
     assert_valid(validate("HTTPRoute", "gateway.networking.k8s.io/v1", docs))
   end)
 
@@ -416,13 +582,13 @@ describe("rendered routing objects against the CRD schemas", function()
     local vs = istio.virtual_service(cfg(), { v1 = 50, v2 = 50 })
     vs.spec.http[4].route[1].weight = "50"
     local r = istio.http_route(cfg(), { v1 = 50, v2 = 50 })
-    r.spec.rules[3].backendRefs[2].weight = "50"
+    r.spec.rules[4].backendRefs[2].weight = "50"
     local res = validate("VirtualService", "networking.istio.io/v1", { { name = "vs", value = vs } })
     assert.is_false(res[1].valid)
     assert.is_true(has_error(res[1], ".spec.http[3].route[0].weight", "is not of type 'integer'"))
     res = validate("HTTPRoute", "gateway.networking.k8s.io/v1", { { name = "route", value = r } })
     assert.is_false(res[1].valid)
-    assert.is_true(has_error(res[1], ".spec.rules[2].backendRefs[1].weight", "is not of type 'integer'"))
+    assert.is_true(has_error(res[1], ".spec.rules[3].backendRefs[1].weight", "is not of type 'integer'"))
   end)
 
   it("catches an unknown field under a strict object, and allows it when not strict", function()
@@ -438,7 +604,7 @@ describe("rendered routing objects against the CRD schemas", function()
 
   it("catches out-of-range and malformed values", function()
     local r = istio.http_route(cfg(), { v1 = 1 })
-    r.spec.rules[2].backendRefs[1].weight = -1          -- minimum 0
+    r.spec.rules[3].backendRefs[1].weight = -1          -- minimum 0
     r.spec.rules[1].matches[1].headers[1].name = "x version" -- header name pattern
     local dr = istio.destination_rule(cfg(), { "v1" })
     dr.spec.subsets[1].labels = "version=v1"            -- a map, not a string
@@ -446,7 +612,7 @@ describe("rendered routing objects against the CRD schemas", function()
     vs.spec.http[3].route[1].weight = 2 ^ 31            -- int32 (a float here: not an integer either)
     vs.spec.http[1].route[1].destination.port.number = 4294967296
     local rr = validate("HTTPRoute", "gateway.networking.k8s.io/v1", { { name = "route", value = r } })
-    assert.is_true(has_error(rr[1], ".spec.rules[1].backendRefs[0].weight", "less than the minimum"))
+    assert.is_true(has_error(rr[1], ".spec.rules[2].backendRefs[0].weight", "less than the minimum"))
     assert.is_true(has_error(rr[1], ".spec.rules[0].matches[0].headers[0].name", "does not match"))
     local rd = validate("DestinationRule", "networking.istio.io/v1", { { name = "dr", value = dr } })
     assert.is_true(has_error(rd[1], ".spec.subsets[0].labels", "is not of type 'object'"))

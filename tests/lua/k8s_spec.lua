@@ -37,10 +37,12 @@ local function assert_clean(s)
 end
 
 -- nil, message, code: one line, clean, the expected code.
-local function assert_fails(code, pattern, ok, msg, got_code)
+local function assert_fails(code, pattern, ok, msg, got_code, got_raw)
   assert.is_nil(ok, "expected a failure, got " .. tostring(ok))
   assert.equal("string", type(msg))
   assert.equal(code, got_code, "message: " .. tostring(msg))
+  assert.is_not_nil(require("rollout.errors").codes[got_code], "not in the vocabulary: " .. tostring(got_code))
+  if got_raw ~= nil then assert_clean(tostring(got_raw)) end
   assert.is_nil(msg:find("\n"), "message is not one line: " .. msg)
   if pattern then assert.matches(pattern, msg, 1, true) end
   assert_clean(msg)
@@ -221,12 +223,13 @@ describe("rollout.k8s", function()
       kubeconfig(d .. "/kc", { server = srv.url, ["certificate-authority-data"] = ca_data },
         { ["client-certificate"] = CERTS .. "/untrusted-client.crt", ["client-key"] = CERTS .. "/untrusted-client.key" })
       local c = assert(k8s.client { kubeconfig = d .. "/kc" })
-      assert_fails("Unauthorized", "Unauthorized", c:get("Namespace", "default"))
+      assert_fails("unauthorized", "Unauthorized", c:get("Namespace", "default"))
       -- and a wrong token
       kubeconfig(d .. "/tok", { server = srv.url, ["certificate-authority-data"] = ca_data }, { token = "wrong" })
       c = assert(k8s.client { kubeconfig = d .. "/tok" })
-      local ok, msg, code, status = c:get("Namespace", "default")
-      assert_fails("Unauthorized", "Unauthorized", ok, msg, code)
+      local ok, msg, code, raw, status = c:get("Namespace", "default")
+      assert_fails("unauthorized", "Unauthorized", ok, msg, code)
+      assert.equal("Unauthorized", raw)
       assert.equal(401, status.code)
     end)
 
@@ -246,7 +249,7 @@ describe("rollout.k8s", function()
       -- a CA together with the insecure flag is refused, as kubectl does
       kubeconfig(d .. "/both", { server = srv.url, ["insecure-skip-tls-verify"] = true,
         ["certificate-authority-data"] = ca_data }, { token = TOKEN })
-      assert_fails("config", "insecure-skip-tls-verify", k8s.client { kubeconfig = d .. "/both" })
+      assert_fails("invalid", "insecure-skip-tls-verify", k8s.client { kubeconfig = d .. "/both" })
     end)
 
     it("reads the context, the namespace option and $KUBECONFIG defaults", function()
@@ -273,71 +276,71 @@ describe("rollout.k8s", function()
     it("refuses broken kubeconfigs with one-line 'config' errors naming the cause and the file", function()
       local d = fixture.tmpdir()
       finally(function() fixture.remove(d) end)
-      local msg = assert_fails("config", "kubeconfig " .. d .. "/missing",
+      local msg = assert_fails("not_found", "kubeconfig " .. d .. "/missing",
         k8s.client { kubeconfig = d .. "/missing" })
       assert.matches("No such file", msg, 1, true)
 
-      msg = assert_fails("config", nil, k8s.client { kubeconfig = srv.kc, context = "nope" })
+      msg = assert_fails("not_found", nil, k8s.client { kubeconfig = srv.kc, context = "nope" })
       assert.equal("kubeconfig " .. srv.kc .. ': context "nope" not found (contexts: fake)', msg)
 
       local kc = kubeconfig(d .. "/kc", { server = srv.url, ["certificate-authority-data"] = ca_data }, { token = TOKEN })
-      msg = assert_fails("config", nil, k8s.client { kubeconfig = kc, context = "nope" })
+      msg = assert_fails("not_found", nil, k8s.client { kubeconfig = kc, context = "nope" })
       assert.equal("kubeconfig " .. kc .. ': context "nope" not found (contexts: test, other)', msg)
 
       kubeconfig(d .. "/ca", { server = srv.url, ["certificate-authority"] = d .. "/no-such-ca.crt" }, { token = TOKEN })
-      msg = assert_fails("config", "kubeconfig " .. d .. "/ca: ", k8s.client { kubeconfig = d .. "/ca" })
+      msg = assert_fails("not_found", "kubeconfig " .. d .. "/ca: ", k8s.client { kubeconfig = d .. "/ca" })
       assert.matches('cluster "test": certificate-authority ' .. d .. "/no-such-ca.crt: No such file", msg, 1, true)
 
       kubeconfig(d .. "/b64", { server = srv.url, ["certificate-authority-data"] = "!!not*base64!!" }, { token = TOKEN })
-      msg = assert_fails("config", "kubeconfig " .. d .. "/b64: ", k8s.client { kubeconfig = d .. "/b64" })
+      msg = assert_fails("invalid", "kubeconfig " .. d .. "/b64: ", k8s.client { kubeconfig = d .. "/b64" })
       assert.matches("certificate-authority-data is not valid base64", msg, 1, true)
 
       kubeconfig(d .. "/keyb64", { server = srv.url, ["certificate-authority-data"] = ca_data },
         { ["client-certificate-data"] = cert_data, ["client-key-data"] = "AAA%%%" })
-      msg = assert_fails("config", "client-key-data is not valid base64", k8s.client { kubeconfig = d .. "/keyb64" })
+      msg = assert_fails("invalid", "client-key-data is not valid base64", k8s.client { kubeconfig = d .. "/keyb64" })
       assert.matches('user "test"', msg, 1, true)
 
       kubeconfig(d .. "/nokey", { server = srv.url, ["certificate-authority-data"] = ca_data },
         { ["client-certificate-data"] = cert_data })
-      assert_fails("config", "client-certificate without client-key", k8s.client { kubeconfig = d .. "/nokey" })
+      assert_fails("invalid", "client-certificate without client-key", k8s.client { kubeconfig = d .. "/nokey" })
 
       kubeconfig(d .. "/notpem", { server = srv.url, ["certificate-authority-data"] = cert_data:sub(1, 20) },
         { token = TOKEN })
-      assert_fails("config", "holds no PEM certificate", k8s.client { kubeconfig = d .. "/notpem" })
+      assert_fails("invalid", "holds no PEM certificate", k8s.client { kubeconfig = d .. "/notpem" })
 
       write(d .. "/nocluster", yaml.dump { apiVersion = "v1", kind = "Config", ["current-context"] = "c",
         contexts = { { name = "c", context = { cluster = "gone", user = "u" } } },
         clusters = { { name = "k", cluster = { server = srv.url } } }, users = {} })
-      msg = assert_fails("config", nil, k8s.client { kubeconfig = d .. "/nocluster" })
+      msg = assert_fails("not_found", nil, k8s.client { kubeconfig = d .. "/nocluster" })
       assert.equal("kubeconfig " .. d .. '/nocluster: cluster "gone" of context "c" not found (clusters: k)', msg)
 
       write(d .. "/nouser", yaml.dump { apiVersion = "v1", kind = "Config", ["current-context"] = "c",
         contexts = { { name = "c", context = { cluster = "k", user = "u" } } },
         clusters = { { name = "k", cluster = { server = srv.url } } }, users = {} })
-      assert_fails("config", 'user "u" of context "c" not found (users: none)', k8s.client { kubeconfig = d .. "/nouser" })
+      assert_fails("not_found", 'user "u" of context "c" not found (users: none)', k8s.client { kubeconfig = d .. "/nouser" })
 
       write(d .. "/nocurrent", yaml.dump { apiVersion = "v1", kind = "Config",
         contexts = { { name = "c", context = { cluster = "k" } } },
         clusters = { { name = "k", cluster = { server = srv.url } } } })
-      assert_fails("config", "current-context is not set (contexts: c)", k8s.client { kubeconfig = d .. "/nocurrent" })
+      assert_fails("invalid", "current-context is not set (contexts: c)", k8s.client { kubeconfig = d .. "/nocurrent" })
 
       write(d .. "/tagged", "apiVersion: v1\nusers:\n- name: u\n  user:\n    token: !!int yaml-hidden-tok\n")
-      assert_fails("config", "kubeconfig " .. d .. "/tagged:5:", k8s.client { kubeconfig = d .. "/tagged" })
+      assert_fails("invalid", "kubeconfig " .. d .. "/tagged:5:", k8s.client { kubeconfig = d .. "/tagged" })
 
       write(d .. "/bad.yaml", "clusters: [\n  - name: x\n")
-      msg = assert_fails("config", "kubeconfig " .. d .. "/bad.yaml:", k8s.client { kubeconfig = d .. "/bad.yaml" })
+      msg = assert_fails("invalid", "kubeconfig " .. d .. "/bad.yaml:", k8s.client { kubeconfig = d .. "/bad.yaml" })
 
       kubeconfig(d .. "/tokfile", { server = srv.url, ["certificate-authority-data"] = ca_data },
         { tokenFile = "missing-token" })
-      assert_fails("config", "tokenFile " .. d .. "/missing-token: No such file",
+      assert_fails("not_found", "tokenFile " .. d .. "/missing-token: No such file",
         k8s.client { kubeconfig = d .. "/tokfile" })
 
       kubeconfig(d .. "/exec", { server = srv.url }, { exec = { command = "x", apiVersion = "client.authentication.k8s.io/v1alpha1" } })
-      assert_fails("config", 'exec apiVersion "client.authentication.k8s.io/v1alpha1" is not supported',
+      assert_fails("invalid", 'exec apiVersion "client.authentication.k8s.io/v1alpha1" is not supported',
         k8s.client { kubeconfig = d .. "/exec" })
 
       kubeconfig(d .. "/provider", { server = srv.url }, { ["auth-provider"] = { name = "gcp" } })
-      assert_fails("config", 'auth-provider "gcp" is not supported', k8s.client { kubeconfig = d .. "/provider" })
+      assert_fails("invalid", 'auth-provider "gcp" is not supported', k8s.client { kubeconfig = d .. "/provider" })
     end)
 
     it("raises on misuse", function()
@@ -404,6 +407,241 @@ describe("rollout.k8s", function()
       assert(c:list("pods"))
       -- one new client socket (established) for 16 requests, not 16 (TIME_WAIT)
       assert.equal(before + 1, sockets())
+    end)
+  end)
+
+  describe("kubeconfig as client-go reads it", function()
+    local function run_child(script, env)
+      local r = assert(proc.run { argv = { BIN, "-e", script }, timeout = 20, env = env })
+      assert.equal(0, r.status, r.stderr)
+      return r.stdout
+    end
+
+    it("merges a $KUBECONFIG list: missing files skipped, the first to set a name wins", function()
+      local d = fixture.tmpdir()
+      finally(function() fixture.remove(d) end)
+      -- a.yaml: current-context and the user; b.yaml: the cluster, a context "other" and a
+      -- user of the same name as a.yaml's (ignored: a.yaml set it first)
+      write(d .. "/a.yaml", yaml.dump { apiVersion = "v1", kind = "Config", ["current-context"] = "merged",
+        contexts = { { name = "merged", context = { cluster = "c", user = "u", namespace = "from-a" } } },
+        users = { { name = "u", user = { token = TOKEN } } } })
+      write(d .. "/b.yaml", yaml.dump { apiVersion = "v1", kind = "Config", ["current-context"] = "other",
+        clusters = { { name = "c", cluster = { server = srv.url, ["certificate-authority-data"] = ca_data } } },
+        contexts = { { name = "other", context = { cluster = "c", user = "u" } },
+                     { name = "merged", context = { cluster = "nope", user = "nope" } } },
+        users = { { name = "u", user = { token = "wrong-token-from-b" } } } })
+      local script = [[
+        local c, err, code = require("rollout.k8s").client{}
+        if not c then print("ERR", code, err) return end
+        local src = c:source()
+        local ns, msg = c:get("Namespace", "default")
+        print(c:context(), c:namespace(), table.concat(src.files, ","), ns and "ok" or msg)
+      ]]
+      local out = run_child(script, { KUBECONFIG = d .. "/missing.yaml:" .. d .. "/a.yaml:" .. d .. "/b.yaml:" ..
+        d .. "/a.yaml", KUBERNETES_SERVICE_HOST = false })
+      assert.equal(string.format("merged\tfrom-a\t%s/a.yaml,%s/b.yaml\tok\n", d, d), out)
+      -- nothing in the list exists: said so, one line
+      out = run_child(script, { KUBECONFIG = d .. "/x:" .. d .. "/y", KUBERNETES_SERVICE_HOST = false })
+      assert.equal(1, out:find("ERR\tnot_found\tno kubeconfig: " .. d .. "/x, " .. d .. "/y do not exist", 1, true), out)
+      -- an explicit kubeconfig must exist (loader.go: ExplicitPath)
+      assert_fails("not_found", "No such file", k8s.client { kubeconfig = d .. "/missing.yaml" })
+    end)
+
+    it("refuses what kubectl refuses: exec without interactiveMode, both CA fields, both certificate fields", function()
+      local d = fixture.tmpdir()
+      finally(function() fixture.remove(d) end)
+      kubeconfig(d .. "/mode", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { exec = { apiVersion = "client.authentication.k8s.io/v1", command = PLUGIN } })
+      assert_fails("invalid", "exec interactiveMode must be set", k8s.client { kubeconfig = d .. "/mode" })
+      kubeconfig(d .. "/ca2", { server = srv.url, ["certificate-authority-data"] = ca_data,
+        ["certificate-authority"] = CERTS .. "/ca.crt" }, { token = TOKEN })
+      assert_fails("invalid", "certificate-authority-data and certificate-authority are both specified",
+        k8s.client { kubeconfig = d .. "/ca2" })
+      kubeconfig(d .. "/cert2", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { ["client-certificate-data"] = cert_data, ["client-certificate"] = CERTS .. "/client.crt",
+          ["client-key-data"] = key_data })
+      assert_fails("invalid", "client-certificate-data and client-certificate are both specified",
+        k8s.client { kubeconfig = d .. "/cert2" })
+      kubeconfig(d .. "/basic", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { token = TOKEN, username = "u", password = "p" })
+      assert_fails("invalid", "more than one authentication method", k8s.client { kubeconfig = d .. "/basic" })
+      -- v1beta1 defaults interactiveMode to IfAvailable
+      kubeconfig(d .. "/beta", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { exec = { apiVersion = "client.authentication.k8s.io/v1beta1", command = PLUGIN,
+          env = { { name = "FAKE_EXEC_TOKEN", value = TOKEN } } } })
+      assert(assert(k8s.client { kubeconfig = d .. "/beta" }):get("Namespace", "default"))
+    end)
+
+    it("uses a static token before an exec plugin, and a tokenFile before a token", function()
+      local d = fixture.tmpdir()
+      finally(function() fixture.remove(d) end)
+      kubeconfig(d .. "/both", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { token = TOKEN, exec = { apiVersion = "client.authentication.k8s.io/v1", command = PLUGIN,
+          interactiveMode = "Never", env = { { name = "FAKE_EXEC_COUNT_FILE", value = d .. "/count" },
+                                             { name = "FAKE_EXEC_TOKEN", value = "exec-tok-unused" } } } })
+      local c = assert(k8s.client { kubeconfig = d .. "/both" })
+      assert(c:get("Namespace", "default"))
+      assert.equal("rollout-token", requests(srv)[#requests(srv)].user)
+      assert.is_false(fs.exists(d .. "/count"), "the plugin ran")
+      -- a client certificate outranks the plugin too
+      kubeconfig(d .. "/cert", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { ["client-certificate-data"] = cert_data, ["client-key-data"] = key_data,
+          exec = { apiVersion = "client.authentication.k8s.io/v1", command = PLUGIN, interactiveMode = "Never",
+                   env = { { name = "FAKE_EXEC_COUNT_FILE", value = d .. "/count" } } } })
+      assert(assert(k8s.client { kubeconfig = d .. "/cert" }):get("Namespace", "default"))
+      assert.equal("rollout-test", requests(srv)[#requests(srv)].user)
+      assert.is_false(fs.exists(d .. "/count"), "the plugin ran")
+      -- token + tokenFile: the file's token is used
+      write(d .. "/tok", TOKEN .. "\n")
+      kubeconfig(d .. "/tf", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { token = "file-tok-stale", tokenFile = "tok" })
+      assert(assert(k8s.client { kubeconfig = d .. "/tf" }):get("Namespace", "default"))
+      assert.equal("rollout-token", requests(srv)[#requests(srv)].user)
+      -- a tokenFile that cannot be read falls back to the token
+      kubeconfig(d .. "/tf2", { server = srv.url, ["certificate-authority-data"] = ca_data },
+        { token = TOKEN, tokenFile = "no-such-token-file" })
+      assert(assert(k8s.client { kubeconfig = d .. "/tf2" }):get("Namespace", "default"))
+    end)
+  end)
+
+  describe("tls-server-name", function()
+    local s2, d
+
+    setup(function()
+      -- a server whose certificate names only kube.internal (not 127.0.0.1)
+      d = fixture.tmpdir()
+      local certs = d .. "/certs"
+      assert(fs.mkdir_p(certs))
+      for _, f in ipairs { "ca.crt", "ca.key", "client.crt", "client.key" } do
+        write(certs .. "/" .. f, read(CERTS .. "/" .. f))
+      end
+      local r = assert(proc.run { argv = { "bash", ROOT .. "/tests/fakes/make_certs.sh", certs }, timeout = 60,
+        env = { SERVER_SAN = "DNS:kube.internal" } })
+      assert(r.status == 0, r.stderr)
+      local saved = CERTS
+      CERTS = certs
+      local ok, res = pcall(start_server)
+      CERTS = saved
+      assert(ok, res)
+      s2 = res
+    end)
+
+    teardown(function()
+      fixture.stop_all(s2)
+      fixture.remove(d)
+    end)
+
+    it("verifies the server's certificate against tls-server-name, also in the exec plugin's cluster info", function()
+      local k = fixture.tmpdir()
+      finally(function() fixture.remove(k) end)
+      kubeconfig(k .. "/plain", { server = s2.url, ["certificate-authority-data"] = ca_data }, { token = TOKEN })
+      local msg = assert_fails("tls", nil, assert(k8s.client { kubeconfig = k .. "/plain" }):get("Namespace", "default"))
+      assert.matches(s2.url, msg, 1, true)
+      kubeconfig(k .. "/named", { server = s2.url, ["certificate-authority-data"] = ca_data,
+        ["tls-server-name"] = "kube.internal" }, { token = TOKEN })
+      local c = assert(k8s.client { kubeconfig = k .. "/named" })
+      assert.equal("default", assert(c:get("Namespace", "default")).metadata.name)
+      assert.equal(s2.url, c:server())
+      kubeconfig(k .. "/wrong", { server = s2.url, ["certificate-authority-data"] = ca_data,
+        ["tls-server-name"] = "other.internal" }, { token = TOKEN })
+      assert_fails("tls", nil, assert(k8s.client { kubeconfig = k .. "/wrong" }):get("Namespace", "default"))
+      -- the exec plugin is told the name (client.authentication.k8s.io/v1 Cluster.TLSServerName)
+      kubeconfig(k .. "/exec", { server = s2.url, ["certificate-authority-data"] = ca_data,
+        ["tls-server-name"] = "kube.internal" }, { exec = { apiVersion = "client.authentication.k8s.io/v1",
+          command = PLUGIN, interactiveMode = "Never", provideClusterInfo = true,
+          env = { { name = "FAKE_EXEC_TOKEN", value = TOKEN }, { name = "FAKE_EXEC_INFO_FILE", value = k .. "/info" } } } })
+      assert(assert(k8s.client { kubeconfig = k .. "/exec" }):get("Namespace", "default"))
+      local info = assert(json.decode(read(k .. "/info")))
+      assert.equal("kube.internal", info.spec.cluster["tls-server-name"])
+      assert.equal(s2.url, info.spec.cluster.server)
+      assert.is_false(info.spec.interactive)
+    end)
+  end)
+
+  describe("Retry-After (API Priority and Fairness)", function()
+    local function throttle(spec)
+      local r = assert(assert(k8s.client { kubeconfig = srv.kc }):request { method = "POST", path = "/_fake/throttle",
+        body = spec })
+      assert.equal(200, r.status)
+    end
+
+    it("sends a request again after a 429 or 5xx with Retry-After, as long as the server asks", function()
+      local c = assert(k8s.client { kubeconfig = srv.kc })
+      assert(c:get("Namespace", "default"))
+      local n = #requests(srv)
+      throttle { count = 2, code = 429, retry_after = 1 }
+      local t0 = time.now()
+      assert.equal("default", assert(c:get("Namespace", "default")).metadata.name)
+      local took = time.now() - t0
+      assert.is_true(took >= 1.9, "took " .. took)
+      local codes = {}
+      for i, r in ipairs(requests(srv)) do if i > n + 1 then codes[#codes + 1] = r.code end end
+      assert.same({ 429, 429, 200 }, codes)
+      -- a 503 with Retry-After, for a write (server-side apply) too
+      n = #requests(srv)
+      throttle { count = 1, code = 503, retry_after = 1 }
+      assert(c:apply(configmap("retried", { app = "retry" })))
+      codes = {}
+      for i, r in ipairs(requests(srv)) do if i > n + 1 then codes[#codes + 1] = r.method .. " " .. r.code end end
+      assert.same({ "PATCH 503", "PATCH 201" }, codes)
+    end)
+
+    it("gives up with 'unavailable' after 10 retries, without Retry-After at once, and within the timeout", function()
+      local c = assert(k8s.client { kubeconfig = srv.kc, timeout = 20 })
+      assert(c:get("Namespace", "default"))
+      local n = #requests(srv)
+      throttle { count = 50, code = 429, retry_after = 0 }
+      local ok, msg, code, raw = c:get("Namespace", "default")
+      assert_fails("unavailable", "HTTP 429", ok, msg, code)
+      assert.equal("TooManyRequests", raw)
+      assert.matches("Too many requests, please try again later.", msg, 1, true)
+      assert.equal(n + 1 + 11, #requests(srv)) -- the first try and 10 retries
+      -- no Retry-After: no retry
+      throttle { count = 1, code = 503, retry_after = json.null }
+      n = #requests(srv)
+      assert_fails("unavailable", nil, c:get("Namespace", "default"))
+      assert.equal(n + 1, #requests(srv))
+      -- a Retry-After beyond the call's timeout is not waited for
+      throttle { count = 1, code = 429, retry_after = 30 }
+      local t0 = time.now()
+      assert_fails("unavailable", nil, c:get("Namespace", "default", { timeout = 2 }))
+      assert.is_true(time.now() - t0 < 2)
+      throttle { count = 0 }
+    end)
+  end)
+
+  describe("rollout status, as kubectl decides it", function()
+    local function dep(gen, observed, status, conditions)
+      local st = { observedGeneration = observed, conditions = conditions }
+      for k, v in pairs(status or {}) do st[k] = v end
+      return { metadata = { name = "web", generation = gen }, spec = { replicas = 2 }, status = st }
+    end
+
+    it("decides nothing before observedGeneration catches up", function()
+      local deadline = { { type = "Progressing", status = "False", reason = "ProgressDeadlineExceeded" } }
+      local done, msg, failed = k8s.rollout_status(dep(3, 2, { replicas = 2, updatedReplicas = 2,
+        availableReplicas = 2 }, deadline))
+      assert.is_false(done)
+      assert.is_nil(failed) -- a stale condition is not a failure yet
+      assert.equal("Waiting for deployment spec update to be observed...", msg)
+      done, msg, failed = k8s.rollout_status(dep(3, 3, {}, deadline))
+      assert.is_false(done)
+      assert.is_true(failed)
+      assert.equal('deployment "web" exceeded its progress deadline', msg)
+    end)
+
+    it("waits for new replicas, old ones to go and updated ones to be available; surge is complete", function()
+      local function st(s) return select(2, k8s.rollout_status(dep(2, 2, s))) end
+      assert.equal('Waiting for deployment "web" rollout to finish: 1 out of 2 new replicas have been updated...',
+        st { replicas = 3, updatedReplicas = 1, availableReplicas = 2 })
+      assert.equal('Waiting for deployment "web" rollout to finish: 1 old replicas are pending termination...',
+        st { replicas = 3, updatedReplicas = 2, availableReplicas = 2 })
+      assert.equal('Waiting for deployment "web" rollout to finish: 1 of 2 updated replicas are available...',
+        st { replicas = 2, updatedReplicas = 2, availableReplicas = 1 })
+      -- available above updated (kubectl: not an exact equality) is complete
+      local done, msg = k8s.rollout_status(dep(2, 2, { replicas = 2, updatedReplicas = 2, availableReplicas = 3 }))
+      assert.is_true(done)
+      assert.equal('deployment "web" successfully rolled out', msg)
     end)
   end)
 
@@ -476,25 +714,25 @@ describe("rollout.k8s", function()
       exec_kubeconfig(d .. "/kc", { FAKE_EXEC_FAIL = "1" })
       local c = assert(k8s.client { kubeconfig = d .. "/kc" })
       local n = #requests(srv)
-      local msg = assert_fails("auth", nil, c:get("Namespace", "default"))
+      local msg = assert_fails("failed", nil, c:get("Namespace", "default"))
       assert.equal("exec plugin fake-exec-plugin failed (exit 1): fake-exec-plugin: unable to obtain a token: "
         .. "the identity provider is unavailable", msg)
       assert.equal(n, #requests(srv)) -- no request without a credential
       exec_kubeconfig(d .. "/kc2", { FAKE_EXEC_FAIL = "1", FAKE_EXEC_FAIL_MESSAGE = "first line\nsecond line" })
-      msg = assert_fails("auth", nil, assert(k8s.client { kubeconfig = d .. "/kc2" }):list("pods"))
+      msg = assert_fails("failed", nil, assert(k8s.client { kubeconfig = d .. "/kc2" }):list("pods"))
       assert.equal("exec plugin fake-exec-plugin failed (exit 1): first line", msg)
       -- a plugin that is not installed: the install hint
       kubeconfig(d .. "/missing", { server = srv.url, ["certificate-authority-data"] = ca_data },
         { exec = { apiVersion = "client.authentication.k8s.io/v1", command = "no-such-plugin-xyz",
           installHint = "install it with: apt install xyz", interactiveMode = "Never" } })
-      msg = assert_fails("auth", "exec plugin no-such-plugin-xyz", assert(k8s.client { kubeconfig = d .. "/missing" })
+      msg = assert_fails("not_found", "exec plugin no-such-plugin-xyz", assert(k8s.client { kubeconfig = d .. "/missing" })
         :get("Namespace", "default"))
       assert.matches("install it with: apt install xyz", msg, 1, true)
       -- a plugin whose output is not an ExecCredential
       kubeconfig(d .. "/echo", { server = srv.url, ["certificate-authority-data"] = ca_data },
         { exec = { apiVersion = "client.authentication.k8s.io/v1", command = "echo", args = { "exec-tok-secret" },
           interactiveMode = "Never" } })
-      msg = assert_fails("auth", "exec plugin echo: ", assert(k8s.client { kubeconfig = d .. "/echo" })
+      msg = assert_fails("protocol", "exec plugin echo: ", assert(k8s.client { kubeconfig = d .. "/echo" })
         :get("Namespace", "default"))
     end)
 
@@ -504,7 +742,7 @@ describe("rollout.k8s", function()
       exec_kubeconfig(d .. "/kc", { FAKE_EXEC_HANG = "1", FAKE_EXEC_COUNT_FILE = d .. "/count" })
       local c = assert(k8s.client { kubeconfig = d .. "/kc", exec_timeout = 1 })
       local t0 = time.now()
-      local msg = assert_fails("auth", "timed out", c:get("Namespace", "default"))
+      local msg = assert_fails("timeout", "timed out", c:get("Namespace", "default"))
       local took = time.now() - t0
       assert.is_true(took >= 0.9 and took < 3, "took " .. took)
       assert.matches("exec plugin fake-exec-plugin timed out after 1s", msg, 1, true)
@@ -555,7 +793,7 @@ describe("rollout.k8s", function()
       -- nothing accepts the next token: one retry, then Unauthorized
       write(tokens, "someone-else,carol,3\n")
       local n = #requests(s2)
-      assert_fails("Unauthorized", "Unauthorized", c:get("Namespace", "default"))
+      assert_fails("unauthorized", "Unauthorized", c:get("Namespace", "default"))
       assert.equal(3, count(d .. "/count"))
       assert.equal(n + 2, #requests(s2))
     end)
@@ -615,11 +853,11 @@ describe("rollout.k8s", function()
       -- a missing token
       fs.remove(sa .. "/token")
       r = assert(proc.run { argv = { BIN, "-e", script }, env = env, timeout = 20 })
-      assert.equal("ERR\tconfig\tin-cluster: token " .. sa .. "/token: No such file or directory\n", r.stdout)
+      assert.equal("ERR\tnot_found\tin-cluster: token " .. sa .. "/token: No such file or directory\n", r.stdout)
       -- no service host
       env.KUBERNETES_SERVICE_HOST = false
       r = assert(proc.run { argv = { BIN, "-e", script }, env = env, timeout = 20 })
-      assert.matches("ERR\tconfig\tin-cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set",
+      assert.matches("ERR\tinvalid\tin-cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be set",
         r.stdout, 1, true)
     end)
   end)
@@ -645,22 +883,23 @@ describe("rollout.k8s", function()
       assert(c:get("Namespace", "kube-system"))
       local svc = assert(c:get("Service", "kubernetes", { namespace = "default" }))
       assert.equal("kubernetes", svc.metadata.name)
-      local ok, msg, code, status = c:get("deployments", "nope")
-      assert_fails("NotFound", nil, ok, msg, code)
+      local ok, msg, code, raw, status = c:get("deployments", "nope")
+      assert_fails("not_found", nil, ok, msg, code)
+      assert.equal("NotFound", raw)
       assert.equal('deployments.apps "nope" not found', msg)
       assert.equal("Status", status.kind)
       assert.equal(404, status.code)
-      assert_fails("NotFound", 'virtualservices.networking.istio.io "x" not found',
+      assert_fails("not_found", 'virtualservices.networking.istio.io "x" not found',
         c:get("networking.istio.io/v1/virtualservices", "x"))
-      assert_fails("NotFound", 'httproutes.gateway.networking.k8s.io "x" not found', c:get("HTTPRoute", "x"))
+      assert_fails("not_found", 'httproutes.gateway.networking.k8s.io "x" not found', c:get("HTTPRoute", "x"))
       -- an unknown kind: discovery, cached
       local n = #requests(srv)
-      assert_fails("unknown_kind", 'the server doesn\'t have a resource type "Widget"', c:get("Widget", "x"))
+      assert_fails("not_found", 'the server doesn\'t have a resource type "Widget"', c:get("Widget", "x"))
       local after = #requests(srv)
       assert.is_true(after > n + 1, "discovery requests")
-      assert_fails("unknown_kind", nil, c:get("Widget", "x"))
+      assert_fails("not_found", nil, c:get("Widget", "x"))
       assert.equal(after, #requests(srv))
-      assert_fails("unknown_kind", nil, c:get("example.com/v1/widgets", "x"))
+      assert_fails("not_found", nil, c:get("example.com/v1/widgets", "x"))
     end)
 
     it("lists with label and field selectors", function()
@@ -686,7 +925,7 @@ describe("rollout.k8s", function()
       local reqs = requests(srv)
       assert.equal("/api/v1/configmaps", reqs[#reqs].path)
       assert.equal("labelSelector=app%3Dsel", reqs[#reqs].query)
-      assert_fails("BadRequest", nil, c:list("cm", { selector = "app in (" }))
+      assert_fails("invalid", nil, c:list("cm", { selector = "app in (" }))
     end)
 
     it("applies with one server-side apply request: create, update, conflict, force", function()
@@ -712,7 +951,7 @@ describe("rollout.k8s", function()
       -- another manager changing rollout's field: Conflict, nothing changed
       local theirs = deployment("web-apply", { app = "web", version = "v1" }, nil, 5)
       local ok, msg, code = c:apply(theirs, { field_manager = "kubectl" })
-      assert_fails("Conflict", nil, ok, msg, code)
+      assert_fails("conflict", nil, ok, msg, code)
       assert.equal('Apply failed with 1 conflict: conflict with "rollout": .spec.replicas', msg)
       assert.equal(before + 3, count_writes(srv))
       assert.equal(2, assert(c:get("Deployment", "web-apply")).spec.replicas)
@@ -735,8 +974,8 @@ describe("rollout.k8s", function()
       -- bad manifests
       assert_fails("invalid", "manifest has no kind", c:apply { apiVersion = "v1", metadata = { name = "x" } })
       assert_fails("invalid", "ConfigMap manifest has no metadata.name", c:apply { apiVersion = "v1", kind = "ConfigMap" })
-      assert_fails("Invalid", nil, c:apply(configmap("Not_A_Name", {})))
-      assert_fails("unknown_kind", 'no matches for kind "Widget" in version "example.com/v1"',
+      assert_fails("invalid", nil, c:apply(configmap("Not_A_Name", {})))
+      assert_fails("not_found", 'no matches for kind "Widget" in version "example.com/v1"',
         c:apply { apiVersion = "example.com/v1", kind = "Widget", metadata = { name = "w" } })
     end)
 
@@ -749,11 +988,11 @@ describe("rollout.k8s", function()
       assert.equal("application/merge-patch+json", reqs[#reqs].content_type)
       o = assert(c:patch("cm", "cfg-patch", { { op = "replace", path = "/data/a", value = "9" } }, { type = "json" }))
       assert.equal("9", o.data.a)
-      assert_fails("Invalid", nil, c:patch("cm", "cfg-patch", { { op = "test", path = "/data/a", value = "0" } },
+      assert_fails("invalid", nil, c:patch("cm", "cfg-patch", { { op = "test", path = "/data/a", value = "0" } },
         { type = "json" }))
       o = assert(c:patch("ConfigMap", "cfg-patch", '{"metadata":{"labels":{"x":"y"}}}', { type = "strategic" }))
       assert.equal("y", o.metadata.labels.x)
-      assert_fails("NotFound", nil, c:patch("cm", "no-such-cm", { data = {} }))
+      assert_fails("not_found", nil, c:patch("cm", "no-such-cm", { data = {} }))
       -- replace: PUT with the current resourceVersion, Conflict with a stale one
       local stale = assert(c:get("cm", "cfg-patch"))
       local fresh = assert(c:get("cm", "cfg-patch"))
@@ -762,9 +1001,9 @@ describe("rollout.k8s", function()
       assert.equal("10", o.data.a)
       stale.data.a = "11"
       local ok, msg, code = c:replace(stale)
-      assert_fails("Conflict", "the object has been modified", ok, msg, code)
+      assert_fails("conflict", "the object has been modified", ok, msg, code)
       assert.equal("10", assert(c:get("cm", "cfg-patch")).data.a)
-      assert_fails("AlreadyExists", 'configmaps "cfg-patch" already exists', c:create(configmap("cfg-patch", {})))
+      assert_fails("exists", 'configmaps "cfg-patch" already exists', c:create(configmap("cfg-patch", {})))
     end)
 
     it("deletes, then reports NotFound", function()
@@ -775,8 +1014,8 @@ describe("rollout.k8s", function()
       local reqs = requests(srv)
       assert.equal("DELETE", reqs[#reqs].method)
       assert.equal("propagationPolicy=Background", reqs[#reqs].query)
-      assert_fails("NotFound", 'configmaps "cfg-del" not found', c:get("cm", "cfg-del"))
-      assert_fails("NotFound", 'configmaps "cfg-del" not found', c:delete("cm", "cfg-del"))
+      assert_fails("not_found", 'configmaps "cfg-del" not found', c:get("cm", "cfg-del"))
+      assert_fails("not_found", 'configmaps "cfg-del" not found', c:delete("cm", "cfg-del"))
       -- deleting a pod returns the pod
       assert(c:apply(deployment("del-dep", { app = "del-dep" })))
       assert(c:wait_rollout("del-dep", { timeout = 10 }))
@@ -819,13 +1058,14 @@ describe("rollout.k8s", function()
       local s2 = start_server { "--forbid", "get:deployments", "--forbid", "*:secrets:kube-system" }
       finally(function() fixture.stop(s2) end)
       local c = assert(k8s.client { kubeconfig = s2.kc })
-      local ok, msg, code, status = c:get("Deployment", "web")
-      assert_fails("Forbidden", nil, ok, msg, code)
+      local ok, msg, code, raw, status = c:get("Deployment", "web")
+      assert_fails("forbidden", nil, ok, msg, code)
+      assert.equal("Forbidden", raw)
       assert.equal('deployments.apps "web" is forbidden: User "rollout-token" cannot get resource "deployments" '
         .. 'in API group "apps" in the namespace "default"', msg)
       assert.equal(403, status.code)
       assert(c:list("deployments")) -- list is allowed
-      assert_fails("Forbidden", 'cannot list resource "secrets" in API group "" in the namespace "kube-system"',
+      assert_fails("forbidden", 'cannot list resource "secrets" in API group "" in the namespace "kube-system"',
         c:list("secrets", { namespace = "kube-system" }))
     end)
   end)
@@ -888,16 +1128,17 @@ describe("rollout.k8s", function()
       local r = assert(c:request { method = "POST", path = "/_fake/compact" })
       assert.equal(200, r.status)
       local called = 0
-      local ok, msg, code, status = c:watch("cm", { resource_version = rv, timeout = 5 }, function()
+      local ok, msg, code, raw, status = c:watch("cm", { resource_version = rv, timeout = 5 }, function()
         called = called + 1
       end)
-      assert_fails("Expired", "too old resource version", ok, msg, code)
+      assert_fails("gone", "too old resource version", ok, msg, code)
+      assert.equal("Expired", raw)
       assert.equal(410, status.code)
       assert.equal(0, called)
     end)
 
     it("reports HTTP errors and raises the callback's errors after cleanup", function()
-      assert_fails("unknown_kind", nil, c:watch("Widget", {}, function() end))
+      assert_fails("not_found", nil, c:watch("Widget", {}, function() end))
       local ok, err = pcall(c.watch, c, "namespaces", { timeout = 5 }, function() error("boom from callback") end)
       assert.is_false(ok)
       assert.matches("boom from callback", err)
@@ -908,7 +1149,7 @@ describe("rollout.k8s", function()
       finally(function() fixture.remove(d) end)
       kubeconfig(d .. "/kc", { server = srv.url, ["certificate-authority-data"] = ca_data }, { token = "wrong" })
       bad = assert(k8s.client { kubeconfig = d .. "/kc" })
-      assert_fails("Unauthorized", nil, bad:watch("pods", { timeout = 2 }, function() end))
+      assert_fails("unauthorized", nil, bad:watch("pods", { timeout = 2 }, function() end))
       -- closing the client from the callback ends the watch
       local c2 = assert(k8s.client { kubeconfig = srv.kc })
       local n = 0
@@ -981,7 +1222,7 @@ describe("rollout.k8s", function()
       assert.equal(2, #pods)
       assert.equal(2, #c:pods("app=microservice-1,version in (v1)"))
       assert.equal(0, #c:pods("app=microservice-1", { namespace = "kube-system" }))
-      assert_fails("NotFound", 'deployments.apps "nope" not found', c:wait_rollout("nope", { timeout = 2 }))
+      assert_fails("not_found", 'deployments.apps "nope" not found', c:wait_rollout("nope", { timeout = 2 }))
     end)
 
     it("reports ImagePullBackOff when a :broken image never becomes available", function()
@@ -1004,9 +1245,9 @@ describe("rollout.k8s", function()
       local _, lines = one:gsub("\n", "")
       assert.equal(1, lines)
       assert.equal(text:match("([^\n]*)\n$"), one:match("^([^\n]*)"))
-      assert_fails("NotFound", nil, c:logs("no-such-pod"))
+      assert_fails("not_found", nil, c:logs("no-such-pod"))
       local broken = c:pods("app=microservice-1,version=v9")[1]
-      assert_fails("BadRequest", "is waiting to start", c:logs(broken.metadata.name))
+      assert_fails("invalid", "is waiting to start", c:logs(broken.metadata.name))
     end)
   end)
 end)

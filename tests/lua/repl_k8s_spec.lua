@@ -7,6 +7,7 @@ local proc = require "rollout.proc"
 local fs = require "rollout.fs"
 local sys = require "rollout.sys"
 local repl_k8s = require "rollout.repl_k8s"
+local time = require "rollout.time"
 
 local ROOT = fixture.root
 local BIN = os.getenv("ROLLOUT_BIN") or sys.exe
@@ -99,6 +100,62 @@ describe("the REPL's Kubernetes helpers", function()
     ok, err = pcall(env.pods)
     assert.is_false(ok)
     assert.truthy(tostring(err):find("no-such-kubeconfig", 1, true), tostring(err))
+  end)
+
+  it("k8s is an object whose metatable's __index is a plain table of the client's methods", function()
+    local env, _, close = helpers()
+    finally(close)
+    local mt = getmetatable(env.k8s)
+    assert.equal("table", type(mt.__index))
+    assert.is_nil(getmetatable(mt.__index)) -- plain: completion can list it
+    for _, m in ipairs { "get", "list", "apply", "patch", "delete", "watch", "pods", "logs", "wait_rollout",
+                         "namespace", "context", "source", "client", "rollout_status" } do
+      assert.equal("function", type(mt.__index[m]), m)
+    end
+    assert.equal("k8s client (connects on first use)", tostring(env.k8s)) -- looking did not connect
+    -- the client of rollout.k8s itself is built the same way
+    local c = assert(require("rollout.k8s").client { kubeconfig = kubeconfig })
+    finally(function() c:close() end)
+    assert.equal(require("rollout.k8s").Client, getmetatable(c).__index)
+    assert.is_nil(getmetatable(getmetatable(c).__index))
+  end)
+
+  it("watch() prints the events as compact lines", function()
+    local env, output, close = helpers()
+    finally(close)
+    local n = env.watch("Deployment", "app=microservice-1", { count = 2, timeout = 20 })
+    assert.equal(2, n)
+    local text = output()
+    for _, v in ipairs { "v1", "v2" } do
+      assert.truthy(text:find("%d%d:%d%d:%d%d ADDED    Deployment/microservice%-1%-" .. v .. " %(1/1 ready, 1 updated%)"),
+        text)
+    end
+    -- nothing changes: it ends at the timeout, having printed nothing
+    local t0 = time.now()
+    assert.equal(0, env.watch("Pod", "app=nothing-here", { timeout = 1 }))
+    assert.equal("", output())
+    assert.is_true(time.now() - t0 >= 0.9)
+    local ok, err = pcall(env.watch, "Widget")
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("watch: the server doesn't have a resource type \"Widget\"", 1, true), tostring(err))
+  end)
+
+  it("watch() runs until ^C", function()
+    local out = tmp .. "/watch.log"
+    local script = ([[
+      local env = require("rollout.repl_k8s")({}, { kubeconfig = %q })
+      env.watch("Pod", "app=microservice-1")
+    ]]):format(kubeconfig)
+    local pid = assert(proc.spawn { argv = { BIN, "-e", script }, log = out })
+    finally(function() fixture.stop(pid) end)
+    fixture.wait(function() return read(out):find("ADDED", 1, true) end, 20, "the first events")
+    local t0 = time.now()
+    assert(proc.kill(pid, "INT"))
+    fixture.wait(function() return not proc.alive(pid) end, 5, "the watch to end on ^C")
+    assert.is_true(time.now() - t0 < 3)
+    local text = read(out)
+    assert.truthy(text:find("Pod/microservice%-1%-v1%-[%w-]+ %(Running, 1/1 ready%)"), text)
+    assert.truthy(text:find("interrupted", 1, true), text)
   end)
 
   it("uses the client through k8s", function()

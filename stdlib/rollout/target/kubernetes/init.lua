@@ -1,5 +1,6 @@
 --- rollout.target.kubernetes: versions as Helm releases on a cluster, routed
--- by objects rollout owns (rollout.istio) and writes with server-side apply.
+-- by objects rollout owns (rollout.target.kubernetes.routing) and writes
+-- with server-side apply.
 --
 -- One Helm release per version, `<service>-<version>`, of the chart in
 -- kubernetes.chart (deployments/chart). Routing, for kubernetes.routing:
@@ -11,7 +12,28 @@
 -- and carries app=<service>, app.kubernetes.io/managed-by=rollout.
 --
 -- A weight change is exactly ONE API write (the route), then a GET that
--- confirms the weights the API server holds; never a helm upgrade.
+-- confirms the weights the API server holds; never a helm upgrade. So is a
+-- change of the strategy routes (set_routes): the route object holds them,
+-- between the version routes and the weighted route, and weight changes
+-- keep them.
+--
+-- The Istio and Gateway API objects are written and read in the version the
+-- cluster prefers (discovery): networking.istio.io/v1 on Istio 1.22+,
+-- v1beta1 on Istio 1.15-1.21 (relative weights need 1.15+; with
+-- kubernetes.normalize_weights older ones work too).
+--
+-- Readiness of a version is one rule: rollout.k8s.rollout_status (kubectl
+-- rollout status), with at least one replica.
+--
+-- Helm releases left pending-install/-upgrade/-rollback (a helm that was
+-- killed: helm then refuses every upgrade with "another operation
+-- (install/upgrade/rollback) is in progress", pkg/action/upgrade.go) are
+-- listed with that status; deploy recovers one older than
+-- kubernetes.pending_grace (default kubernetes.wait_timeout; uninstall when
+-- nothing was ever deployed, else
+-- helm rollback to the last deployed revision) and refuses a fresher one
+-- (another helm may still be working on it); remove and remove_version
+-- uninstall them like any release.
 --
 -- The cluster is the state: versions are the releases, readiness is the
 -- Deployments' status and the pods, weights are the route's. TRAFFIC.yaml
@@ -30,7 +52,7 @@ local errors = require "rollout.errors"
 local config = require "rollout.config"
 local traffic = require "rollout.traffic"
 local state = require "rollout.state"
-local istio = require "rollout.istio"
+local istio = require "rollout.target.kubernetes.routing"
 
 local M = {}
 local K8s = {}
@@ -95,86 +117,128 @@ end
 
 -- ------------------------------------------------------------ the API --
 
-local config_codes = { config = true }
-
 --- The API client, created on first use (so a missing cluster breaks only
--- what needs it). A kubeconfig problem is a refusal, exit 2.
+-- what needs it). A kubeconfig that cannot be used (missing, unreadable,
+-- refused by client-go's rules) is a refusal, exit 2: nothing was tried.
 function K8s:client()
   if self._client then return self._client end
   local k8s = binding("k8s")
   local timeout = self.kc.api_timeout or 30
-  local c, err, code = k8s.client {
+  local c, err, code, raw = k8s.client {
     context = self.kc.context,
     namespace = self.namespace,
     timeout = timeout,
     exec_timeout = math.min(timeout, 10),
   }
   if not c then
-    if config_codes[code] then
-      errors.refuse("cannot use the kubeconfig: " .. oneline(err), { code = code })
-    end
-    errors.fail("cannot connect to Kubernetes: " .. oneline(err), { code = code })
+    errors.refuse("cannot use the kubeconfig: " .. oneline(err), { code = code, raw = raw })
   end
   self._client = c
   return c
 end
 
+--- The options that give helm the same cluster, user and context as the
+-- API client: the kubeconfig option or the same $KUBECONFIG list, and the
+-- context the client resolved (so a kubeconfig list that client-go merges
+-- is merged by helm the same way, and both use one context).
+function K8s:helm_opts(t)
+  local src = self:client():source()
+  if not src.in_cluster then
+    if src.kubeconfig then
+      t.kubeconfig = src.kubeconfig
+    elseif #src.files > 0 then
+      t.env = t.env or {}
+      t.env.KUBECONFIG = os.getenv("KUBECONFIG") or table.concat(src.files, ":")
+    end
+    t.kube_context = src.context
+  end
+  return t
+end
+
 local hints = {
   connect = "is the API server up and the kubeconfig's server address right?",
   timeout = "the API server did not answer in time",
-  tls = "TLS failed: check the kubeconfig's certificate-authority",
-  Unauthorized = "the API server refused the credentials (401)",
-  Forbidden = "the kubeconfig's user lacks the RBAC permission (403)",
+  tls = "TLS failed: check the kubeconfig's certificate-authority and tls-server-name",
+  unauthorized = "the API server refused the credentials (401)",
+  forbidden = "the kubeconfig's user lacks the RBAC permission (403)",
+  unavailable = "the API server is busy or down (429/5xx, retried as it asked)",
 }
 
 -- Raises the failure of an API call: one line, what was being done, the
 -- server's or transport's message and its code.
-function K8s:api_fail(what, err, code, extra)
+function K8s:api_fail(what, err, code, extra, raw)
   local msg = string.format("cannot %s: %s", what, oneline(err))
   local hint = hints[code]
-  if hint and not msg:find(hint, 1, true) and (code ~= "Forbidden" or not msg:find("forbidden", 1, true)) then
+  if hint and not msg:find(hint, 1, true) and (code ~= "forbidden" or not msg:find("forbidden", 1, true)) then
     msg = msg .. " (" .. hint .. ")"
   end
   if extra then msg = msg .. "; " .. extra end
-  if config_codes[code] then errors.refuse(msg, { code = code }) end
-  errors.fail(msg, { code = code })
+  errors.fail(msg, { code = code, raw = raw })
+end
+
+--- The apiVersion to write a kind in: the one the cluster prefers for its
+-- group (discovery); the read path resolves the kind the same way.
+function K8s:api_version(kind)
+  self._api = self._api or {}
+  if self._api[kind] then return self._api[kind] end
+  local group = ({ VirtualService = "networking.istio.io", DestinationRule = "networking.istio.io",
+                   HTTPRoute = "gateway.networking.k8s.io" })[kind]
+  local v, err, code, raw = self:client():preferred_version(group)
+  if not v then
+    if code == "not_found" then
+      errors.fail(string.format("the cluster does not serve %s (%s): %s", group,
+        group == "networking.istio.io" and "is Istio installed?" or "are the Gateway API CRDs installed?",
+        oneline(err)), { code = code, raw = raw })
+    end
+    self:api_fail("discover the API group " .. group, err, code, nil, raw)
+  end
+  self._api[kind] = group .. "/" .. v
+  return self._api[kind]
+end
+
+-- Options for rendering: the API versions the cluster serves.
+function K8s:render_opts(extra)
+  local o = { normalize = self.kc.normalize_weights,
+              api_version = self:api_version(self.route_kind) }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return o
 end
 
 local function describe(kind, name) return kind .. " " .. name end
 
 --- GET an object of the service's namespace; nil when it does not exist.
 function K8s:get(kind, name)
-  local obj, err, code = self:client():get(kind, name, { namespace = self.namespace })
+  local obj, err, code, raw = self:client():get(kind, name, { namespace = self.namespace })
   if obj then
     if obj.kind == nil then obj.kind = kind end
     return obj
   end
-  if code == "NotFound" then return nil end
-  self:api_fail("read " .. describe(kind, name), err, code)
+  if code == "not_found" then return nil end
+  self:api_fail("read " .. describe(kind, name), err, code, nil, raw)
 end
 
 --- LIST objects by label selector; an empty list when the kind is not
 -- served (e.g. no Istio CRDs on a Gateway API cluster).
 function K8s:list(kind, selector)
-  local res, err, code = self:client():list(kind, { namespace = self.namespace, selector = selector })
+  local res, err, code, raw = self:client():list(kind, { namespace = self.namespace, selector = selector })
   if res then return tbl(res.items) end
-  if code == "NotFound" then return {} end
-  self:api_fail(string.format("list %ss (%s)", kind, selector), err, code)
+  if code == "not_found" then return {} end
+  self:api_fail(string.format("list %ss (%s)", kind, selector), err, code, nil, raw)
 end
 
 --- One server-side apply (field manager rollout, force).
 function K8s:apply(manifest, extra_on_fail)
-  local obj, err, code = self:client():apply(manifest, { field_manager = FIELD_MANAGER, force = true })
+  local obj, err, code, raw = self:client():apply(manifest, { field_manager = FIELD_MANAGER, force = true })
   if obj then return obj end
-  self:api_fail("apply " .. describe(manifest.kind, manifest.metadata.name), err, code, extra_on_fail)
+  self:api_fail("apply " .. describe(manifest.kind, manifest.metadata.name), err, code, extra_on_fail, raw)
 end
 
 --- DELETE; true when deleted, false when it was not there.
 function K8s:delete(kind, name)
-  local obj, err, code = self:client():delete(kind, name, { namespace = self.namespace })
+  local obj, err, code, raw = self:client():delete(kind, name, { namespace = self.namespace })
   if obj then return true end
-  if code == "NotFound" then return false end
-  self:api_fail("delete " .. describe(kind, name), err, code)
+  if code == "not_found" then return false end
+  self:api_fail("delete " .. describe(kind, name), err, code, nil, raw)
 end
 
 -- --------------------------------------------------------------- helm --
@@ -188,24 +252,30 @@ function K8s:release_name(version)
   return release
 end
 
-local function helm_fail(what, err, code)
-  errors.fail(string.format("cannot %s: %s", what, oneline(err)), { code = code })
+local function helm_fail(what, err, code, raw)
+  errors.fail(string.format("cannot %s: %s", what, oneline(err)), { code = code, raw = raw })
 end
 
--- The service's releases: {version = {name, release, revision, status, chart}}.
+-- The service's releases: {version = {name, release, revision, status,
+-- chart, pending}}. Every state (helm list --all): a release a killed helm
+-- left pending-* is one of them (helm list alone hides it:
+-- pkg/action/list.go SetStateMask shows deployed and failed only).
 function K8s:releases()
   local helm = binding("helm")
-  local list, err, code = helm.list { namespace = self.namespace, filter = "^" .. self.name .. "-",
-                                      kube_context = self.kc.context }
-  if not list then helm_fail("list the Helm releases of " .. self.name, err, code) end
+  local list, err, code, raw = helm.list(self:helm_opts { namespace = self.namespace,
+                                                          filter = "^" .. self.name .. "-", all = true })
+  if not list then helm_fail("list the Helm releases of " .. self.name, err, code, raw) end
   local prefix = self.name .. "-"
   local out = {}
   for _, r in ipairs(list) do
     if type(r.name) == "string" and r.name:sub(1, #prefix) == prefix then
       local v = r.name:sub(#prefix + 1)
       if v ~= "" and require("rollout.weights").is_name(v) then
-        out[v] = { name = v, release = r.name, revision = tonumber(r.revision) or r.revision, status = r.status,
-                   chart = r.chart, app_version = r.app_version, updated = r.updated }
+        if r.status ~= "uninstalled" and r.status ~= "superseded" then
+          out[v] = { name = v, release = r.name, revision = tonumber(r.revision) or r.revision, status = r.status,
+                     chart = r.chart, app_version = r.app_version, updated = r.updated,
+                     pending = helm.pending(r.status) }
+        end
       end
     end
   end
@@ -216,12 +286,14 @@ end
 
 --- Everything the decisions need, read (never written) in one go:
 -- {releases, versions (names, sorted), deployments (by name), pods (list),
---  route (live object or nil), weights (from the route or {}), dr, services}.
+--  route (live object or nil), weights (from the route or {}), routes (the
+--  strategy routes the route holds), dr, services}.
 function K8s:observe()
   local obs = {}
   self:client() -- a kubeconfig problem is reported before anything else
   obs.route = self:get(self.route_kind, self.name)
   obs.weights = obs.route and istio.route_weights(self.cfg, obs.route) or {}
+  obs.routes = istio.routes(self.cfg, obs.route)
   obs.deployments = {}
   for _, d in ipairs(self:list("Deployment", "app=" .. self.name)) do
     obs.deployments[tbl(d.metadata).name or "?"] = d
@@ -290,8 +362,9 @@ function K8s:version_pods(obs, version)
   return out
 end
 
---- Readiness of a version from its Deployment and pods:
--- ready (boolean), detail (why not), replicas, ready replicas.
+--- Readiness of a version from its Deployment and pods: its rollout is
+-- complete by kubectl's rules (rollout.k8s.rollout_status) and it has
+-- replicas. -> ready (boolean), detail (why not), replicas, ready replicas.
 function K8s:readiness(obs, version)
   local release = self.name .. "-" .. version
   local d = obs.deployments[release]
@@ -300,12 +373,10 @@ function K8s:readiness(obs, version)
   local want = math.tointeger(spec.replicas) or 1
   local ready = math.tointeger(st.readyReplicas) or 0
   if want == 0 then return false, "its Deployment is scaled to 0 replicas", 0, 0 end
-  local gen, seen = tbl(d.metadata).generation, st.observedGeneration
-  local updated = math.tointeger(st.updatedReplicas) or 0
-  if ready >= want and (not gen or not seen or seen >= gen) and updated >= want then
-    return true, nil, want, ready
-  end
+  local done, status_msg, failed = binding("k8s").rollout_status(d)
+  if done then return true, nil, want, ready end
   local why = string.format("%d/%d pods ready", ready, want)
+  if failed then why = why .. ", " .. status_msg end
   for _, p in ipairs(self:version_pods(obs, version)) do
     local problem = not pod_ready(p) and pod_problem(p)
     if problem then
@@ -331,11 +402,12 @@ end
 
 -- ---------------------------------------------------------- rendering --
 
--- The route for weights {v = w} over `versions` (every one; 0 if absent).
-function K8s:render_route(versions, weights)
+-- The route for weights {v = w} over `versions` (every one; 0 if absent)
+-- with the strategy routes `routes`.
+function K8s:render_route(versions, weights, routes)
   local list = {}
   for _, v in ipairs(versions) do list[#list + 1] = { name = v, weight = weights[v] or 0 } end
-  return istio.route(self.cfg, list, { normalize = self.kc.normalize_weights })
+  return istio.route(self.cfg, list, self:render_opts { routes = routes or {} })
 end
 
 -- The weights a rendered route carries (normalized or not), {v = w}.
@@ -385,9 +457,9 @@ end
 -- Uninstalls a release this call created; returns the sentence to add.
 function K8s:undo_install(release)
   local helm = binding("helm")
-  local ok, _, code = helm.uninstall { release = release, namespace = self.namespace, kube_context = self.kc.context }
+  local ok, _, code = helm.uninstall(self:helm_opts { release = release, namespace = self.namespace })
   if ok then return "; the new release was uninstalled" end
-  if code == "notfound" then return "" end
+  if code == "not_found" then return "" end
   return "; uninstalling the new release failed too"
 end
 
@@ -417,7 +489,7 @@ end
 function K8s:apply_routing(obs, versions, weights)
   local list = {}
   for _, v in ipairs(versions) do list[#list + 1] = { name = v, weight = weights[v] or 0 } end
-  local manifests = istio.manifests(self.cfg, list, { normalize = self.kc.normalize_weights })
+  local manifests = istio.manifests(self.cfg, list, self:render_opts { routes = obs.routes })
   local applied = {}
   local ok, err = errors.pcall(function()
     for _, m in ipairs(manifests) do
@@ -453,6 +525,11 @@ function K8s:deploy(version, opts)
   return self:locked(function()
     local obs = self:observe()
     local existing = obs.releases[version]
+    if existing and existing.pending then
+      self:recover_pending(existing)
+      obs = self:observe()
+      existing = obs.releases[version]
+    end
     local values = self:values(version)
     if existing and not opts.restart then
       local ready, _, want, have = self:readiness(obs, version)
@@ -470,11 +547,11 @@ function K8s:deploy(version, opts)
     end
     local helm = binding("helm")
     local wait_timeout = self.kc.wait_timeout or 300
-    local res, err, code = helm.install {
+    local res, err, code, raw = helm.install(self:helm_opts {
       release = release, chart = self:chart(), namespace = self.namespace, values = values,
-      wait = true, timeout = wait_timeout, kube_context = self.kc.context,
-    }
-    local function give_up(what, msg, c)
+      wait = true, timeout = wait_timeout,
+    })
+    local function give_up(what, msg, c, r)
       local why = ""
       local okr, fresh = errors.pcall(self.observe, self)
       if okr then
@@ -482,12 +559,12 @@ function K8s:deploy(version, opts)
         if not ready and detail then why = " (" .. detail .. ")" end
       end
       local cleanup = existing and "" or self:undo_install(release)
-      errors.fail(string.format("cannot %s: %s%s%s", what, oneline(msg), why, cleanup), { code = c })
+      errors.fail(string.format("cannot %s: %s%s%s", what, oneline(msg), why, cleanup), { code = c, raw = r })
     end
-    if not res then give_up("deploy " .. self.name .. " " .. version .. " with helm", err, code) end
+    if not res then give_up("deploy " .. self.name .. " " .. version .. " with helm", err, code, raw) end
     local client = self:client()
-    local ok, werr, wcode = client:wait_rollout(release, { namespace = self.namespace, timeout = wait_timeout })
-    if not ok then give_up("roll out " .. release, werr, wcode) end
+    local ok, werr, wcode, wraw = client:wait_rollout(release, { namespace = self.namespace, timeout = wait_timeout })
+    if not ok then give_up("roll out " .. release, werr, wcode, wraw) end
     local after = self:observe()
     local rok, rerr = errors.pcall(self.routing_with, self, after, version)
     if not rok then
@@ -553,8 +630,8 @@ end
 -- Applies the route for `map` (ONE write) and confirms with a GET that the
 -- API server holds those weights. On failure puts the previous route back
 -- and raises a failure that says what state the route is in.
-function K8s:apply_weights(obs, map)
-  local manifest = self:render_route(obs.versions, map)
+function K8s:apply_weights(obs, map, routes)
+  local manifest = self:render_route(obs.versions, map, routes or obs.routes)
   local want = rendered_weights(self.cfg, manifest)
   local kind, name = manifest.kind, manifest.metadata.name
   local previous = obs.route
@@ -567,10 +644,10 @@ function K8s:apply_weights(obs, map)
     local ok = client:apply(restore_manifest(previous), { field_manager = FIELD_MANAGER, force = true })
     return why .. (ok and "; the previous weights were restored" or "; restoring the previous weights failed too")
   end
-  local obj, err, code = client:apply(manifest, { field_manager = FIELD_MANAGER, force = true })
+  local obj, err, code, raw = client:apply(manifest, { field_manager = FIELD_MANAGER, force = true })
   if not obj and code ~= "timeout" then
     -- refused by the server, or never sent: nothing changed
-    self:api_fail("apply " .. describe(kind, name), err, code, "the route is unchanged")
+    self:api_fail("apply " .. describe(kind, name), err, code, "the route is unchanged", raw)
   elseif not obj then
     -- a timeout: the request may have been carried out anyway
     local live = client:get(kind, name, { namespace = self.namespace })
@@ -634,6 +711,98 @@ function K8s:set_weights(w, opts)
   end)
 end
 
+-- ------------------------------------------------------ strategy routes --
+
+--- Replaces the strategy-owned routes of the service (see
+-- rollout.target.kubernetes.routing for their shape and how they render):
+-- the version routes come first, then these in list order, then the
+-- weighted route. Refused (exit 2, nothing changed): a bad name, header or
+-- cookie, a route naming a version that is not deployed, more than the
+-- route object can hold. set_routes({}) clears them. Exactly one
+-- server-side apply of the route object (weights kept), then read back to
+-- confirm. Returns the routes in effect.
+function K8s:set_routes(routes)
+  return self:locked(function()
+    local obs = self:observe()
+    if not obs.route then
+      errors.refuse(string.format("%s has no %s yet: deploy a version first", self.name, self.route_kind))
+    end
+    local deployed = {}
+    for _, v in ipairs(obs.versions) do deployed[v] = true end
+    local want = istio.check_routes(self.cfg, routes, deployed)
+    -- render everything before writing anything (a refusal changes nothing)
+    local weights = {}
+    for _, v in ipairs(obs.versions) do weights[v] = obs.weights[v] or 0 end
+    local manifest = self:render_route(obs.versions, weights, want)
+    local kind, name = manifest.kind, manifest.metadata.name
+    local client = self:client()
+    local obj, err, code, raw = client:apply(manifest, { field_manager = FIELD_MANAGER, force = true })
+    if not obj then
+      self:api_fail("apply " .. describe(kind, name), err, code,
+        code == "timeout" and "the routes may have changed" or "the routes are unchanged", raw)
+    end
+    local live, gerr, gcode, graw = client:get(kind, name, { namespace = self.namespace })
+    if not live then self:api_fail("read back " .. describe(kind, name), gerr, gcode, nil, graw) end
+    local got = istio.routes(self.cfg, live)
+    if not istio.same_routes(got, want) then
+      errors.fail(string.format("the API server holds other routes in %s %s than were applied (another controller?)",
+        kind, name))
+    end
+    return got
+  end)
+end
+
+--- The strategy routes in effect (read back from the route object), in
+-- order: {{name, version, match = {{headers = {}, cookies = {}}}}}.
+function K8s:routes()
+  local route = self:get(self.route_kind, self.name)
+  return istio.routes(self.cfg, route)
+end
+
+-- ----------------------------------------------------- pending releases --
+
+--- A release a killed helm left pending-*: recovered when it is older
+-- than kubernetes.pending_grace (default kubernetes.wait_timeout: a helm
+-- started with that --timeout has given up by then), by
+-- `helm uninstall` when no revision was ever deployed, else `helm rollback`
+-- to the last deployed revision; refused while fresher (another helm may
+-- still be working on it).
+function K8s:recover_pending(r)
+  local helm = binding("helm")
+  local hist, err, code, raw = helm.history(self:helm_opts { release = r.release, namespace = self.namespace })
+  if not hist then helm_fail("read the history of " .. r.release, err, code, raw) end
+  local last = hist[#hist] or {}
+  local updated = require("rollout.k8s.util").rfc3339(last.updated)
+  local age = updated and (time.wall() - updated) or math.huge
+  local limit = self.kc.pending_grace or self.kc.wait_timeout or 300
+  if age < limit then
+    errors.fail(string.format("the Helm release %s is %s since %ds: another helm may still be working on it; " ..
+      "try again after %ds (kubernetes.pending_grace), or finish it with helm", r.release, tostring(r.status),
+      math.floor(age), math.ceil(limit - age)), { code = "conflict", raw = r.status })
+  end
+  local target
+  for i = #hist, 1, -1 do
+    local h = hist[i]
+    if h.status == "deployed" or h.status == "superseded" then
+      target = math.tointeger(h.revision)
+      break
+    end
+  end
+  local ok
+  if target then
+    ok, err, code, raw = helm.rollback(self:helm_opts { release = r.release, namespace = self.namespace,
+      revision = target, timeout = self.kc.wait_timeout or 300 })
+    if not ok then helm_fail(string.format("roll %s (%s) back to revision %d", r.release, r.status, target), err, code,
+      raw) end
+  else
+    ok, err, code, raw = helm.uninstall(self:helm_opts { release = r.release, namespace = self.namespace })
+    if not ok and code ~= "not_found" then
+      helm_fail(string.format("uninstall %s (%s, never deployed)", r.release, r.status), err, code, raw)
+    end
+  end
+  return target and ("rolled back to revision " .. target) or "uninstalled"
+end
+
 -- ------------------------------------------------------------ queries --
 
 --- Every deployed version: {name, weight, share, ready, replicas,
@@ -651,7 +820,9 @@ function K8s:versions()
     out[#out + 1] = {
       name = v, weight = weight, share = total > 0 and weight / total or 0, ready = ready,
       replicas = want, ready_replicas = have, release = r.release, revision = r.revision, status = r.status,
-      chart = r.chart, gateway = obs.weights[v] ~= nil and "routed" or "absent", detail = why,
+      chart = r.chart, gateway = obs.weights[v] ~= nil and "routed" or "absent",
+      detail = r.pending and ("the Helm release is " .. r.status .. ": a helm operation did not finish") or why,
+      pending = r.pending or nil,
     }
   end
   return out
@@ -669,7 +840,9 @@ function K8s:health(version)
     local routed = obs.weights[v] ~= nil
     local routable, rwhy = self:routable(obs, v)
     local detail = why
-    if ready and not routed then
+    if r.pending then
+      detail = "the Helm release is " .. r.status .. ": a helm operation did not finish (deploy it again to recover)"
+    elseif ready and not routed then
       detail = "absent from the " .. self.route_kind
     elseif ready and not routable then
       detail = rwhy
@@ -749,6 +922,12 @@ function K8s:remove_version(version, opts)
     if not obs.releases[version] then
       errors.refuse(string.format("%s has no version %s (deployed: %s)", self.name, version, deployed_list(obs)))
     end
+    for _, r in ipairs(obs.routes) do
+      if r.version == version then
+        errors.refuse(string.format("%s is the version of route %s: change or clear the routes first (set_routes)",
+          version, r.name))
+      end
+    end
     local weight = obs.weights[version] or 0
     if weight > 0 then
       if not opts.force then
@@ -766,19 +945,18 @@ function K8s:remove_version(version, opts)
       local w = {}
       for _, v in ipairs(remaining) do w[v] = obs.weights[v] or 0 end
       -- the route stops naming the version before its subset/Service goes
-      self:apply(self:render_route(remaining, w))
+      self:apply(self:render_route(remaining, w, obs.routes))
       if self.route_kind == "HTTPRoute" then
         self:delete("Service", istio.version_service_name(self.cfg, version))
       else
-        self:apply(istio.destination_rule(self.cfg, remaining))
+        self:apply(istio.destination_rule(self.cfg, remaining, { api_version = self:api_version("DestinationRule") }))
       end
     else
       self:delete_routing()
     end
     local helm = binding("helm")
-    local ok, err, code = helm.uninstall { release = release, namespace = self.namespace,
-                                           kube_context = self.kc.context }
-    if not ok and code ~= "notfound" then helm_fail("uninstall " .. release, err, code) end
+    local ok, err, code, raw = helm.uninstall(self:helm_opts { release = release, namespace = self.namespace })
+    if not ok and code ~= "not_found" then helm_fail("uninstall " .. release, err, code, raw) end
     local list = self:traffic()
     local kept = {}
     for _, e in ipairs(list) do if e.name ~= version then kept[#kept + 1] = e end end
@@ -817,9 +995,8 @@ function K8s:remove()
     local removed = {}
     for _, v in ipairs(sorted_keys(releases)) do
       local r = releases[v]
-      local ok, err, code = helm.uninstall { release = r.release, namespace = self.namespace,
-                                             kube_context = self.kc.context }
-      if not ok and code ~= "notfound" then helm_fail("uninstall " .. r.release, err, code) end
+      local ok, err, code, raw = helm.uninstall(self:helm_opts { release = r.release, namespace = self.namespace })
+      if not ok and code ~= "not_found" then helm_fail("uninstall " .. r.release, err, code, raw) end
       removed[#removed + 1] = { name = v, release = r.release }
     end
     for _, o in ipairs(self:list("Service", sel)) do
