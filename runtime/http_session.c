@@ -52,7 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SESSION_MT "rollout.http_session"
+#define SESSION_MT "rollout.http_session.session"
 #define STREAM_MT "rollout.http_session.stream"
 #define DEFAULT_MAX_BODY ((size_t)256 << 20)
 #define MAX_LINE ((size_t)64 << 20)

@@ -582,36 +582,25 @@ C_DOCS = {
     values = { "() -> {x, ...}", "the values, sorted" },
     simulate = { "(rng, n, {median_ms, sigma, ...}) -> sample", "adds n simulated latencies (tests)" },
   } },
-  ["rollout.helm"] = { doc = "Helm releases through the helm CLI (argv, JSON output)", fields = {
-    install = { "{release=, chart=, namespace=, values=, wait=true, ...} -> release", "helm upgrade --install" },
-    upgrade = { "{...} -> release", "the same as install" },
-    uninstall = { "{release=, namespace=, ...} -> true", "helm uninstall" },
-    list = { "{namespace= | all_namespaces=true, ...} -> {release, ...}", "helm list" },
-    status = { "{release=, namespace=} -> release", "helm status" },
-    get_values = { "{release=, namespace=, all=false} -> table", "helm get values" },
-    version = { "([opts]) -> \"v3.x.y\"", "helm version" },
+  ["rollout.http_session"] = { doc = "the HTTP transport under rollout.k8s: keep-alive sessions, TLS, credentials " ..
+    "held in C memory, line streams", fields = {
+    new = { "{ca_data=, insecure=, cert_data=, key_data=, token=, tls_server_name=, proxy=, ...} -> session",
+            "a session (connects on the first request)" },
   } },
-  ["rollout.k8s"] = { doc = "Kubernetes REST on libcurl: kubeconfig, get/list/apply/patch/delete/watch", fields = {
-    client = { "{kubeconfig=, context=, namespace=} -> client | nil, msg, \"config\"",
-               "a client (reads the kubeconfig; connects on the first request)" },
+  ["rollout.http_session.session"] = { class = "session",
+    doc = "an HTTP session (rollout.http_session.new)", fields = {
+    request = { "{method=, url=, headers=, body=, timeout=30, auth=true} -> {status, headers, body}",
+                "one request (nil, msg, code, raw on transport failures)" },
+    stream = { "{method=, url=, headers=, timeout=, auth=true} -> stream", "a response read line by line (watches)" },
+    set_credentials = { "{token=, cert_data=, key_data=}", "replaces the credentials" },
+    close = { "()", "closes the session (idempotent)" },
   } },
-  ["rollout.k8s.client"] = { class = "client", doc = "a Kubernetes API client (rollout.k8s.client)", fields = {
-    namespace = { "() -> name", "the default namespace" },
-    server = { "() -> url", "the API server" },
-    context = { "() -> name | nil", "the kubeconfig context (nil in-cluster)" },
-    close = { "()", "closes the client (idempotent)" },
-    get = { "(kind, name [, {namespace =}]) -> object | nil, msg, code", "GET one object" },
-    list = { "(kind [, {namespace =, selector =}]) -> list | nil, msg, code", "LIST objects" },
-    apply = { "(manifest [, {field_manager =, force =}]) -> object", "server-side apply" },
-    create = { "(manifest [, opts]) -> object", "POST" },
-    replace = { "(manifest [, opts]) -> object", "PUT" },
-    patch = { "(kind, name, patch [, {type = \"merge\"}]) -> object", "PATCH" },
-    delete = { "(kind, name [, opts]) -> status", "DELETE" },
-    request = { "{method=, path=, query=, body=} -> {status, headers, body, object}", "any API request" },
-    watch = { "(kind, opts, fn(type, object)) -> true, resource_version", "streams changes to fn until it returns true" },
-    pods = { "(selector [, {namespace =}]) -> {pod, ...}", "the pods of a label selector" },
-    logs = { "(pod [, {container =, tail =}]) -> text", "a pod's logs" },
-    wait_rollout = { "(deployment [, {timeout = 300}]) -> true | nil, msg, code", "waits for a rollout" },
+  ["rollout.http_session.stream"] = { class = "stream", doc = "a streamed response (session:stream)", fields = {
+    status = { "() -> code", "the HTTP status" },
+    headers = { "() -> {name = value}", "the response headers" },
+    read = { "(wait) -> line | false | nil", "one line; false when none within wait seconds; nil at the end" },
+    rest = { "([wait]) -> text", "what is left of the body" },
+    close = { "()", "closes the stream (idempotent)" },
   } },
 }
 help.c_docs = C_DOCS
