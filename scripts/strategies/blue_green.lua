@@ -10,7 +10,7 @@ local strategy = require "rollout.strategy"
 return strategy.run("blue_green", {
   analyses = 2,            -- pre- and post-promotion (for the sequential design)
   auto_promote = true,     -- false: wait for `ops.lua promote` after the preview analysis
-  scale_down_delay = 30,   -- seconds the old versions keep running after the switch (-1: forever)
+  scale_down_delay = 30.0, -- seconds the old versions keep running after the switch (-1: forever)
 }, function(s)
   s:step("preview: " .. s.version .. " by header only", function()
     s:set_weights(s:with_share(0))          -- no default traffic for the new version

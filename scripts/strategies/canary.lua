@@ -12,7 +12,7 @@ local strategy = require "rollout.strategy"
 
 return strategy.run("canary", {
   steps = { 5, 10, 25, 50, 100 }, -- % of the traffic for the new version, step by step
-  interval = 10,                  -- seconds between two looks of the analysis
+  interval = 10.0,                -- seconds between two looks of the analysis
   count = 3,                      -- looks per step (a clearly good canary moves on sooner)
 }, function(s)
   for _, percent in ipairs(s.params.steps) do

@@ -363,57 +363,45 @@ function analysis.sampler(opts)
     local l = acc.latencies
     for _, x in ipairs(t.latencies or {}) do l[#l + 1] = x end
   end
-  -- integer weights summing to `total` (each positive weight at least 1)
-  local function spread(weights, total)
-    local names, sum = {}, 0
-    for v, w in pairs(weights) do if w > 0 then names[#names + 1] = v; sum = sum + w end end
-    table.sort(names)
-    local out, given = {}, 0
-    for _, v in ipairs(names) do
-      out[v] = math.max(1, math.floor(total * weights[v] / sum))
-      given = given + out[v]
-    end
-    local i = 1
-    while given < total and #names > 0 do
-      out[names[i]] = out[names[i]] + 1
-      given = given + 1
-      i = i % #names + 1
-    end
-    return out, names
-  end
   -- A look is one probe run whose requests alternate between the canary
   -- and the baseline (request variants), so both sides see the same
   -- moments of the machine: back-to-back runs can differ by 1.5x at p90 on
   -- sub-millisecond latencies, and a burst of other load would fall on one
-  -- side only.
+  -- side only. Every version gets the same number of requests (`n` each),
+  -- so each process carries the same load: with the baseline's requests
+  -- shared by two versions, a canary probed as much as the whole baseline
+  -- would queue twice as much and look slower than it is. The baseline
+  -- sample pools its versions equally.
   function smp.look(_, tick)
     if tick ~= nil and tick == smp.tick then return smp.data end
     smp.tick = tick
     smp.looks = smp.looks + 1
     local hname = smp.service.config.version_header
     local variants, q = {}, {}
-    local S = 20
     local canary_headers = opts.canary_headers or { [hname] = smp.canary }
-    variants[1] = { name = "canary", headers = canary_headers, weight = S }
+    variants[1] = { name = "canary", headers = canary_headers, weight = 1 }
     local hs = {}
     for h, v in pairs(canary_headers) do hs[#hs + 1] = h .. ": " .. v end
     table.sort(hs)
     q[#q + 1] = string.format("%d requests with %s", smp.n, table.concat(hs, ", "))
     local names = {}
+    for v, w in pairs(smp.baseline) do if w > 0 then names[#names + 1] = v end end
+    table.sort(names)
+    if #names == 0 then error("analysis: no baseline version to compare " .. smp.canary .. " with", 0) end
     if opts.baseline_default then
-      variants[2] = { name = "baseline", headers = {}, weight = S }
-      q[#q + 1] = string.format("%d without (the default route)", smp.n)
+      -- the others, through the default route: as many requests as the
+      -- versions it spreads them over can take at the canary's load
+      variants[2] = { name = "baseline", headers = {}, weight = #names }
+      q[#q + 1] = string.format("%d without (the default route, %d versions)", #names * smp.n, #names)
     else
-      local w
-      w, names = spread(smp.baseline, S)
       for _, v in ipairs(names) do
-        variants[#variants + 1] = { name = "base:" .. v, headers = { [hname] = v }, weight = w[v] }
-        q[#q + 1] = string.format("%d with %s", math.floor(smp.n * w[v] / S + 0.5), v)
+        variants[#variants + 1] = { name = "base:" .. v, headers = { [hname] = v }, weight = 1 }
+        q[#q + 1] = string.format("%d with %s", smp.n, v)
       end
     end
     local total_w = 0
     for _, v in ipairs(variants) do total_w = total_w + v.weight end
-    local res = smp.service:probe { n = 2 * smp.n * total_w // (2 * S), variants = variants, latencies = true,
+    local res = smp.service:probe { n = smp.n * total_w, variants = variants, latencies = true,
                                     concurrency = smp.concurrency, quiet = true, label = "analysis" }
     local by = res.by_variant or {}
     add(smp.data.canary, by.canary)

@@ -49,14 +49,26 @@ function journal.who()
   return string.format("%s@%s pid %d", user, sys.hostname() or "localhost", proc.pid())
 end
 
+-- The fields of a run that are lists (JSON arrays, even when empty).
+local LISTS = { "answers", "measurements", "routes", "routes_before", "args" }
+
 --- The current (or last) run of `service`, or nil.
 function journal.load(service)
-  return state.read(journal.paths(service).run, nil)
+  local run = state.read(journal.paths(service).run, nil)
+  if type(run) == "table" then
+    for _, k in ipairs(LISTS) do
+      if type(run[k]) == "table" then run[k] = json.array(run[k]) end
+    end
+  end
+  return run
 end
 
 --- Writes the run atomically (stamping `updated`).
 function journal.save(run)
   run.updated = time.wall()
+  for _, k in ipairs(LISTS) do
+    if type(run[k]) == "table" then run[k] = json.array(run[k]) end
+  end
   state.write(journal.paths(run.service).run, run)
 end
 
@@ -153,6 +165,18 @@ function journal.undo_target(service, current, usable)
     end
   end
   return nil
+end
+
+--- Forgets a service that was removed: its run, journal, control
+-- requests and last report, then its state directory when nothing else is
+-- left in it.
+function journal.forget(service)
+  local p = journal.paths(service)
+  for _, f in ipairs { p.run, p.log, p.report } do
+    if fs.exists(f) then fs.remove(f) end
+  end
+  if fs.exists(p.control) then fs.remove_tree(p.control) end
+  if fs.exists(p.dir) and #(fs.list(p.dir) or { "?" }) == 0 then fs.remove(p.dir) end
 end
 
 -- ------------------------------------------------------------- control --

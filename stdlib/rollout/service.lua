@@ -56,7 +56,7 @@ Service.__name = "rollout.service"
 --   set_routes(routes), routes()     strategy-owned routes (rollout.routes)
 --   remove_version(version, {force=}), remove(), leftovers()
 local TARGET_METHODS = { "deploy", "set_weights", "traffic", "versions", "health", "endpoint",
-                         "gateway_weights", "remove_version", "remove", "leftovers" }
+                         "gateway_weights", "remove_version", "leftovers" }
 for _, m in ipairs(TARGET_METHODS) do
   Service[m] = function(self, ...)
     local t = self.target
@@ -75,6 +75,14 @@ function Service:set_weights(w, opts)
     require("rollout.journal").append(self.name, { action = "set_weights", from = res.previous, to = res.weights,
                                                    why = opts and opts.why or "set_weights" })
   end
+  return res
+end
+
+--- Removes the whole service from its target (every version, route and
+-- state), and its journal with it.
+function Service:remove(...)
+  local res = self.target:remove(...)
+  require("rollout.journal").forget(self.name)
   return res
 end
 

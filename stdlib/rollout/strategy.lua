@@ -50,9 +50,9 @@ local strategy = {}
 
 -- The parameters every strategy has, with their defaults.
 strategy.common = {
-  interval = 10,          -- seconds between two looks of the analysis
+  interval = 10.0,        -- seconds between two looks of the analysis
   count = 3,              -- looks per analysis
-  initial_delay = -1,     -- seconds before the first look of an analysis (-1: one interval,
+  initial_delay = -1.0,   -- seconds before the first look of an analysis (-1: one interval,
                           -- so the new weights serve for an interval before they are judged)
   alpha = 0.01,           -- family-wise false-abort rate over the whole run
   max_error_increase = 0.01, -- a canary passes once its error rate is shown at most this much higher
@@ -60,7 +60,7 @@ strategy.common = {
   latency_slack_ms = 0.1,    -- (set the slack to at least the timer's resolution of your service)
   no_data = "inconclusive",  -- what a look without data counts as
   on_inconclusive = "pause", -- pause | abort | promote
-  max_pause = 0,             -- seconds a pause waits for a decision; 0 = forever
+  max_pause = 0.0,           -- seconds a pause waits for a decision; 0 = forever
   baseline = "",             -- versions to compare with (default: those with weight)
   concurrency = 16,          -- connections of the active probes
 }
