@@ -10,6 +10,7 @@
 --     failure = function(value) return value > 0.05 end,   -- optional
 --     failure_limit = 0, inconclusive_limit = 0, consecutive_error_limit = 4,
 --     consecutive_success_limit = nil,         -- end early after N passes in a row
+--     extra_looks = count,                     -- judged: more looks while undecided
 --     no_data = "inconclusive",                -- or "fail" / "pass"
 --     on_nan = "inconclusive",                 -- NaN / ±Inf values: or "fail" / "pass"
 --     dry_run = false,                         -- measured and shown, never decides
@@ -39,9 +40,12 @@
 --   * NaN and infinite values are never compared: `on_nan` decides;
 --   * judged metrics (canary against baseline, rollout.judge) decide from
 --     all the data of the rollout so far: an undecided look is
---     "inconclusive (undecided)" and does not count until the metric's last
---     look; a decided pass ends the metric early (a good canary is not held
---     back) unless `consecutive_success_limit` asks for more.
+--     "inconclusive (undecided)" and does not count: the metric looks again,
+--     `count` times and then up to `extra_looks` more (default: count; the
+--     sequential design reserves them), and is inconclusive only when the
+--     last is still undecided; a decided pass ends the metric early (a good
+--     canary is not held back) unless `consecutive_success_limit` asks for
+--     more.
 --
 -- Providers measure. Each is a table with :measure(ctx) returning a
 -- measurement { value =, n =, query =, raw =, outcome = (judged), reason = }
@@ -92,6 +96,9 @@ function analysis.metric(def)
     m[f] = math.tointeger(m[f])
   end
   if m.count < 1 then bad("count", "must be >= 1") end
+  if m.extra_looks ~= nil and (math.type(m.extra_looks) ~= "integer" or m.extra_looks < 0) then
+    bad("extra_looks", "must be an integer >= 0")
+  end
   if m.failure_limit < -1 then bad("failure_limit", "must be >= -1 (-1: never fails)") end
   if m.consecutive_success_limit ~= nil and (math.type(m.consecutive_success_limit) ~= "integer"
       or m.consecutive_success_limit < 1) then
@@ -223,7 +230,7 @@ local function assess(t, meas, last_look)
       return "pass"
     end
   end
-  if t.measured + t.looks >= m.count then
+  if t.measured >= m.count then
     t.reason = meas.reason
     return "pass"
   end
@@ -298,11 +305,13 @@ function analysis.run(metrics, ctx)
         meas.duration = time.now() - started
         meas.dry_run = m.dry_run or nil
         analysis.evaluate(m, meas)
-        local last_look = m.judged and (t.measured + t.looks + 1 >= m.count)
+        -- a judged metric still undecided after `count` looks gets up to
+        -- extra_looks more (default: count) before it is inconclusive
+        local last_look = m.judged and (t.measured + t.looks + 1 >= m.count + (m.extra_looks or m.count))
         t.status = assess(t, meas, last_look)
         if meas.undecided and t.status == "running" then
-          meas.reason = (meas.reason or "undecided") .. string.format(" (undecided: look %d of %d)",
-            t.measured + t.looks, m.count)
+          meas.reason = (meas.reason or "undecided") .. string.format(" (undecided: look %d of at most %d)",
+            t.measured + t.looks, m.count + (m.extra_looks or m.count))
         end
         all[#all + 1] = meas
         if ctx.record then ctx.record(meas) end
@@ -519,8 +528,9 @@ function analysis.providers.latency(opts)
       local r = judged(ctx, m, v, data, "latency")
       r.n = #data.canary.latencies
       r.alpha, r.look = o.alpha, k
-      local function q(list, p)
+      local function q(list, p) -- a sorted list, or a rollout.stats sample
         if #list == 0 then return nil end
+        if type(list) ~= "table" then return list:quantile(p) end
         return list[math.max(1, math.min(#list, math.ceil(p * #list)))]
       end
       r.value = { canary = { p50 = q(data.canary.latencies, 0.5), p90 = q(data.canary.latencies, 0.9),
