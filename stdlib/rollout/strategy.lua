@@ -789,7 +789,8 @@ end
 function Run:restore_routes()
   local before = self.run.routes_before or {}
   local now = self.service:routes()
-  if json.encode(now) ~= json.encode(before) then
+  -- compared as lists (an empty one may come back from JSON as {} or [])
+  if json.encode(json.array(copy(now))) ~= json.encode(json.array(copy(before))) then
     local res = self.service:set_routes(before)
     self:log { action = "route", from = now, to = res, why = "restore the routes of before" }
   end

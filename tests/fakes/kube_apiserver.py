@@ -2324,6 +2324,18 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             with self.cfg.throttle_lock:
                 self.cfg.throttle = spec
             return self.respond(200, spec)
+        if p == "/_fake/faults" and method == "POST":
+            # test hook: the demo service's fault knobs for a version's pods,
+            # e.g. {"version": "v3", "error_rate": 0.05, "latency_ms": 80}
+            try:
+                spec = json.loads(self._body.decode("utf-8") or "{}")
+                version = str(spec["version"])
+                knobs = {"error_rate": float(spec.get("error_rate", 0)), "latency_ms": float(spec.get("latency_ms", 0))}
+            except (ValueError, TypeError, KeyError, AttributeError) as e:
+                raise err_bad_request("faults: %s" % e)
+            if GatewayHandler.gateway is not None:
+                GatewayHandler.gateway.faults[version] = knobs
+            return self.respond(200, knobs)
         if p == "/_fake/compact" and method == "POST":
             # test hook: forget the watch history, so older resourceVersions get 410 Expired
             with self.store.cond:
@@ -2868,6 +2880,11 @@ class Gateway:
         self.namespace = namespace
         self.identity = identity    # "mesh" (a sidecar) or "NS/NAME" of a gateway
         self.cache = (-1, None)
+        # test hook (/_fake/faults): what the demo service's fault knobs do
+        # (services/microservice-1/README.md, "Fault knobs"), per version:
+        # a share of /api/version answered 500 {"error":"injected fault",
+        # "version":V} with X-Served-By, and added latency
+        self.faults = {}
 
     # -- snapshot of the routing state, rebuilt when the store changed ---------
     def snapshot(self):
@@ -3126,6 +3143,13 @@ class Gateway:
         if not dest.pods:
             return 503, b"no healthy upstream", "text/plain", ()
         pod, version, app = random.choice(dest.pods)
+        fault = self.faults.get(version)
+        if path == "/api/version" and fault:
+            if fault.get("latency_ms"):
+                time.sleep(fault["latency_ms"] / 1000.0)
+            if random.random() < fault.get("error_rate", 0):
+                body = json.dumps({"error": "injected fault", "version": version}).encode()
+                return 500, body, "application/json", (("X-Served-By", version),)
         if path == "/api/version":
             body = json.dumps({"service": app or dest.service, "version": version, "pod": pod}).encode()
             return 200, body, "application/json", (("X-Served-By", version),)
