@@ -62,7 +62,7 @@ strategy.common = {
   on_inconclusive = "pause", -- pause | abort | promote
   max_pause = 0.0,           -- seconds a pause waits for a decision; 0 = forever
   baseline = "",             -- versions to compare with (default: those with weight)
-  concurrency = 16,          -- connections of the active probes
+  concurrency = 32,          -- connections of the active probes
 }
 
 local Abort = {}   -- the error value of s:abort (already handled)
