@@ -306,6 +306,52 @@ describe("canary driven from another shell", function()
   end)
 end)
 
+describe("after a run", function()
+  local env
+  before_each(function()
+    env = local_env.new()
+    baseline(env)
+  end)
+  after_each(function() env:cleanup() end)
+
+  it("retry starts an aborted run over; undo goes back to the weights of before, checked by counting", function()
+    faults(env, "v3", "error_rate=0.05")
+    local r = env:rollout { "scripts/strategies/canary.lua", SVC, "v3", "--steps=10,100", "--interval=0.5",
+                            "--latency-tolerance=1" }
+    assert.equal(1, r.status, r.stdout)
+    -- nothing to undo to yet: the weights are those of before the run
+    local first_id = status(env).id
+    faults(env, "v3", "error_rate=0")
+    local rt = env:ops("retry", SVC)
+    assert.equal(0, rt.status, rt.stdout .. rt.stderr)
+    assert.matches("retrying the canary of v3 from the start", rt.stdout .. rt.stderr)
+    local s = status(env)
+    assert.equal("succeeded", s.phase)
+    assert.is_not.equal(first_id, s.id) -- a new run
+    local _, all = counted(env, { v3 = 100 }, 1000)
+    assert.equal(1000, all.counts.v3)
+    -- undo: back to 70/30/0, confirmed and checked at the gateway
+    local u = env:ops("undo", SVC, "--json")
+    assert.equal(0, u.status, u.stdout .. u.stderr)
+    local doc = json.decode(u.stdout)
+    assert.same({ v1 = 70, v2 = 30, v3 = 0 }, doc.to)
+    assert.is_true(doc.ok)
+    local v = counted(env, { v1 = 70, v2 = 30, v3 = 0 })
+    assert.is_true(v.ok, v.reason)
+    -- retry of a run that succeeded is refused, and so is undo while one runs
+    local again = env:ops("retry", SVC)
+    assert.equal(2, again.status)
+    assert.matches("succeeded: nothing to retry", again.stderr)
+    -- the journal tells the story: who, what, from, to, why
+    local h = env:ops("history", SVC)
+    assert.equal(0, h.status)
+    for _, what in ipairs { "start", "set_weights v1=70 v2=30 v3=0 → v1=630 v2=270 v3=100", "abort",
+                            "promote", "undo v1=0 v2=0 v3=100 → v1=70 v2=30 v3=0" } do
+      assert.truthy(h.stdout:find(what, 1, true), what .. " missing from:\n" .. h.stdout)
+    end
+  end)
+end)
+
 describe("blue-green", function()
   local env
   before_each(function()
