@@ -25,10 +25,21 @@ function config.project_dir()
   return fs.dirname(config.deployments_dir())
 end
 
+-- `path` absolute, with the symbolic links of its existing part resolved,
+-- so that the same directory is always named the same way (HAProxy is found
+-- again by the config path on its command line).
+local function canonical(path)
+  local real = fs.realpath(path)
+  if real then return real end
+  local parent, base = fs.dirname(path), fs.basename(path)
+  if parent == path or base == "." or base == ".." then return path end
+  return fs.join(canonical(parent), base)
+end
+
 function config.state_dir()
   local env = os.getenv("ROLLOUT_STATE_DIR")
-  if env and env ~= "" then return env end
-  return fs.join(config.project_dir(), ".rollout")
+  if env and env ~= "" then return canonical(env) end
+  return canonical(fs.join(config.project_dir(), ".rollout"))
 end
 
 --- Refuses a service name that is not a DNS-1123 label: names reach paths,
