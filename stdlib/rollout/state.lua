@@ -150,9 +150,12 @@ function state.check_dir(dir)
   end
   if top.type ~= "directory" then refuse("is %s, not a directory", top.kind) end
   if top.uid ~= me then refuse("is owned by uid %d, not by you (uid %d)", top.uid, me) end
+  local function writers(mode)
+    local g, o = mode & tonumber("020", 8) ~= 0, mode & tonumber("002", 8) ~= 0
+    return g and o and "group and others" or g and "its group" or "others"
+  end
   if top.mode & tonumber("022", 8) ~= 0 then
-    refuse("is writable by %s (mode %s): chmod go-w it", top.mode & tonumber("020", 8) ~= 0 and "its group" or "others",
-      octal(top.mode))
+    refuse("is writable by %s (mode %s): chmod go-w it", writers(top.mode), octal(top.mode))
   end
   local seen = 0
   local function walk(path, rel, depth)
@@ -170,7 +173,9 @@ function state.check_dir(dir)
         end
         if st.uid ~= me then refuse("%s is owned by uid %d, not by you (uid %d)", r, st.uid, me) end
         if st.type == "directory" then
-          if st.mode & tonumber("022", 8) ~= 0 then refuse("%s is writable by group or others (mode %s)", r, octal(st.mode)) end
+          if st.mode & tonumber("022", 8) ~= 0 then
+            refuse("%s is writable by %s (mode %s): chmod go-w it", r, writers(st.mode), octal(st.mode))
+          end
           if depth < CHECK_DEPTH then walk(p, r, depth + 1) end
         elseif st.type == "other" and st.kind ~= "a socket" then
           refuse("%s is %s: remove it", r, st.kind)

@@ -390,8 +390,9 @@ function Local:deploy_locked(version, opts, st)
   -- the new process first: a restart that fails leaves the old one serving
   local fresh = self:start_process(version)
   fresh.weight = weight
-  local before = { versions = {} }
+  local before = {}
   for k, v in pairs(st) do before[k] = v end
+  before.versions = {}
   for v, i in pairs(st.versions) do before.versions[v] = i end
   st.versions[version] = fresh
   st.service = self.name
