@@ -85,9 +85,10 @@ end
 -- The invariant every command ends with: TRAFFIC.yaml, the state and the
 -- gateway agree, or the difference is reported with the repairing command.
 local drift_shown = false
+local checked -- the check a command made itself (ping, repair): false when it found no drift
 
 local function drift_check()
-  local ok, d = pcall(svc.drift, svc)
+  local ok, d = errors.pcall(svc.drift, svc)
   if not ok then return { differences = { "cannot check: " .. errors.message(d) }, repair = "see the message" } end
   return d
 end
@@ -107,7 +108,8 @@ end
 
 -- Ends the command: the invariant check, the JSON document, the exit code.
 local function finish(code)
-  local d = drift_check()
+  local d
+  if checked ~= nil then d = checked or nil else d = drift_check() end
   if out_json then
     out_json.drift = d or json.null
     io.stdout:write(json.encode(out_json, { pretty = true }), "\n")
@@ -203,7 +205,7 @@ function commands.ping()
   local list = version and { svc:health(version) } or svc:health()
   -- ping reports the invariant itself (a warning: the exit code is the versions' health)
   local d = drift_check()
-  drift_shown = true
+  drift_shown, checked = true, d or false
   if opts.json then
     emit_json { service = name, versions = json.array(list) }
   else
@@ -229,6 +231,7 @@ function commands.repair()
   strategy_ops.guard(svc, "repair")
   local res = svc:repair()
   local after = drift_check()
+  checked = after or false
   local names = {}
   for v in pairs(res.weights or {}) do names[#names + 1] = v end
   table.sort(names)
