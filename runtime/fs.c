@@ -72,20 +72,95 @@ static const char *check_path(lua_State *L, int idx)
 
 /* ------------------------------------------------------------ read/write */
 
-/* fs.read(path) -> string | nil, "path: msg", code */
+/* What a file that is not a regular one is, for messages. */
+static const char *file_kind(mode_t m)
+{
+    if (S_ISREG(m))
+        return "a regular file";
+    if (S_ISDIR(m))
+        return "a directory";
+    if (S_ISFIFO(m))
+        return "a FIFO";
+    if (S_ISSOCK(m))
+        return "a socket";
+    if (S_ISCHR(m))
+        return "a character device";
+    if (S_ISBLK(m))
+        return "a block device";
+    if (S_ISLNK(m))
+        return "a symbolic link";
+    return "a special file";
+}
+
+/* fs.read(path [, {nofollow = false, max = bytes, any = false}])
+ *   -> string | nil, "path: msg", code
+ * Only regular files are read (a FIFO would block forever, a device never
+ * end): others give nil, "path: not a regular file (a FIFO)", "EINVAL"
+ * unless `any`. `nofollow`: a symbolic link is refused ("ELOOP") instead of
+ * followed. `max`: a larger file is refused ("EFBIG") before it is read. */
 static int fs_read(lua_State *L)
 {
     const char *path = check_path(L, 1);
-    guard *g = new_guard(L);
+    int nofollow = 0, any = 0;
+    lua_Integer max = -1;
+    guard *g;
     luaL_Buffer b;
-    g->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (g->fd < 0)
+    struct stat st;
+    size_t total = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        nofollow = rollout_optfield_boolean(L, 2, "nofollow", 0);
+        any = rollout_optfield_boolean(L, 2, "any", 0);
+        lua_getfield(L, 2, "max");
+        if (!lua_isnil(L, -1)) {
+            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
+                return luaL_error(L, "field 'max' must be an integer >= 0");
+            max = lua_tointeger(L, -1);
+        }
+        lua_pop(L, 1);
+    }
+    g = new_guard(L);
+    /* O_NONBLOCK: opening a FIFO without a writer must not hang */
+    g->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0));
+    if (g->fd < 0) {
+        if (errno == ELOOP && nofollow)
+            return rollout_fail(L, "ELOOP", "%s: is a symbolic link (rollout does not follow links there)", path);
         return rollout_fail_errno(L, errno, "%s", path);
+    }
+    if (fstat(g->fd, &st) != 0) {
+        int err = errno;
+        guard_close(g);
+        return rollout_fail_errno(L, err, "%s", path);
+    }
+    if (S_ISDIR(st.st_mode)) {
+        guard_close(g);
+        return rollout_fail_errno(L, EISDIR, "%s", path);
+    }
+    if (!S_ISREG(st.st_mode) && !any) {
+        guard_close(g);
+        return rollout_fail(L, "EINVAL", "%s: not a regular file (%s)", path, file_kind(st.st_mode));
+    }
+    if (max >= 0 && S_ISREG(st.st_mode) && (lua_Integer)st.st_size > max) {
+        char size[32], cap[32];
+        snprintf(size, sizeof size, "%lld", (long long)st.st_size);
+        snprintf(cap, sizeof cap, "%lld", (long long)max);
+        guard_close(g);
+        return rollout_fail(L, "EFBIG", "%s: too large (%s bytes, at most %s)", path, size, cap);
+    }
+    /* back to blocking reads (a FIFO read with `any` waits for its data) */
+    fcntl(g->fd, F_SETFL, fcntl(g->fd, F_GETFL) & ~O_NONBLOCK);
     luaL_buffinit(L, &b);
     for (;;) {
         char *p = luaL_prepbuffer(&b);
         ssize_t n = read(g->fd, p, LUAL_BUFFERSIZE);
         if (n > 0) {
+            total += (size_t)n;
+            if (max >= 0 && total > (size_t)max) { /* it grew while being read */
+                char cap[32];
+                snprintf(cap, sizeof cap, "%lld", (long long)max);
+                guard_close(g);
+                return rollout_fail(L, "EFBIG", "%s: too large (more than %s bytes)", path, cap);
+            }
             luaL_addsize(&b, (size_t)n);
             continue;
         }
@@ -220,8 +295,8 @@ static int fs_exists(lua_State *L)
     return 1;
 }
 
-/* fs.stat(path) -> {type=, size=, mtime=, mode=} | nil, msg, code
- * (lstat: a symlink is type "link") */
+/* fs.stat(path) -> {type=, size=, mtime=, mode=, uid=, gid=, kind=} | nil, msg, code
+ * (lstat: a symlink is type "link"; kind names it for messages: "a FIFO") */
 static int fs_stat(lua_State *L)
 {
     const char *path = check_path(L, 1);
@@ -235,7 +310,7 @@ static int fs_stat(lua_State *L)
         type = "directory";
     else if (S_ISLNK(st.st_mode))
         type = "link";
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 7);
     lua_pushstring(L, type);
     lua_setfield(L, -2, "type");
     lua_pushinteger(L, (lua_Integer)st.st_size);
@@ -244,6 +319,24 @@ static int fs_stat(lua_State *L)
     lua_setfield(L, -2, "mtime");
     lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
     lua_setfield(L, -2, "mode");
+    lua_pushinteger(L, (lua_Integer)st.st_uid);
+    lua_setfield(L, -2, "uid");
+    lua_pushinteger(L, (lua_Integer)st.st_gid);
+    lua_setfield(L, -2, "gid");
+    lua_pushstring(L, file_kind(st.st_mode));
+    lua_setfield(L, -2, "kind");
+    return 1;
+}
+
+/* fs.readlink(path) -> the link's target | nil, msg, code */
+static int fs_readlink(lua_State *L)
+{
+    const char *path = check_path(L, 1);
+    char buf[PATH_MAX];
+    ssize_t n = readlink(path, buf, sizeof buf - 1);
+    if (n < 0)
+        return rollout_fail_errno(L, errno, "%s", path);
+    lua_pushlstring(L, buf, (size_t)n);
     return 1;
 }
 
@@ -764,6 +857,7 @@ int luaopen_rollout_fs(lua_State *L)
         {"remove_tree", fs_remove_tree},
         {"list", fs_list},
         {"realpath", fs_realpath},
+        {"readlink", fs_readlink},
         {"mkdtemp", fs_mkdtemp},
         {"join", fs_join},
         {"dirname", fs_dirname},

@@ -27,20 +27,29 @@ static void stop_hook(lua_State *L, lua_Debug *ar)
     luaL_error(L, "interrupted");
 }
 
-static void on_sigint(int sig)
+/* The next ^C takes the default action: the process ends. */
+static void second_ends(void)
 {
     struct sigaction dfl;
-    int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT;
-    int saved_errno = errno; /* kill() and sigaction() may change it */
-    /* the next ^C takes the default action: the process ends */
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
-    sigaction(sig, &dfl, NULL);
+    sigaction(SIGINT, &dfl, NULL);
+}
+
+static void on_sigint(int sig)
+{
+    int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT;
+    int saved_errno = errno; /* kill() and sigaction() may change it */
+    (void)sig;
     pending = 1;
-    if (deferred) { /* a critical section: noticed when it ends */
+    if (deferred) {
+        /* a critical section (a change of file, gateway and state): this
+         * ^C, and any further one, is noticed when it ends, so that an
+         * impatient second ^C cannot leave the change half-done */
         errno = saved_errno;
         return;
     }
+    second_ends();
     for (int i = 0; i < MAX_CHILDREN; i++) {
         pid_t pid = (pid_t)children[i];
         /* the child's own process group (pgid == pid); the pid alone if it
@@ -98,6 +107,8 @@ void rollout_check_interrupt(lua_State *L)
 {
     if (pending && !deferred) {
         pending = 0;
+        if (hooked_state != NULL)
+            second_ends(); /* a ^C deferred by a critical section: the next one ends the process */
         lua_sethook(L, NULL, 0, 0);
         luaL_error(L, "interrupted");
     }

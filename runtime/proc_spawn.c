@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -140,7 +141,30 @@ int px_spawn(lua_State *L)
     st->null_fd = px_fd_above2(open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (st->null_fd < 0)
         return rollout_fail_errno(L, errno, "cannot open /dev/null");
-    st->log_fd = px_fd_above2(open(log ? log : "/dev/null", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+    if (log == NULL) {
+        st->log_fd = px_fd_above2(open("/dev/null", O_WRONLY | O_CLOEXEC));
+    } else {
+        /* never through a symbolic link planted where the log goes, and only
+         * into a regular file (O_NONBLOCK: a FIFO without reader must not
+         * hang the open) */
+        struct stat lst;
+        st->log_fd = px_fd_above2(open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600));
+        if (st->log_fd < 0 && errno == ELOOP) {
+            spawn_release(st);
+            return rollout_fail(L, "ELOOP", "cannot open the log '%s': it is a symbolic link (rollout does not "
+                                "follow links there)", log);
+        }
+        if (st->log_fd < 0 && errno == ENXIO) { /* a FIFO nobody reads */
+            spawn_release(st);
+            return rollout_fail(L, "EINVAL", "cannot open the log '%s': not a regular file (a FIFO)", log);
+        }
+        if (st->log_fd >= 0 && (fstat(st->log_fd, &lst) != 0 || !S_ISREG(lst.st_mode))) {
+            spawn_release(st);
+            return rollout_fail(L, "EINVAL", "cannot open the log '%s': not a regular file", log);
+        }
+        if (st->log_fd >= 0)
+            fcntl(st->log_fd, F_SETFL, fcntl(st->log_fd, F_GETFL) & ~O_NONBLOCK);
+    }
     if (st->log_fd < 0) {
         err = errno;
         spawn_release(st);

@@ -33,6 +33,13 @@ static int sys_getpid(lua_State *L)
     return 1;
 }
 
+/* sys.euid() -> the effective user id (who owns what rollout creates) */
+static int sys_euid(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)geteuid());
+    return 1;
+}
+
 static int sys_hostname(lua_State *L)
 {
     char name[HOST_NAME_MAX + 1];
@@ -80,6 +87,7 @@ int luaopen_rollout_sys(lua_State *L)
     static const luaL_Reg funcs[] = {
         {"isatty", sys_isatty},
         {"getpid", sys_getpid},
+        {"euid", sys_euid},
         {"hostname", sys_hostname},
         {"target", sys_target},
         {"check_interrupt", sys_check_interrupt},

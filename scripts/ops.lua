@@ -19,6 +19,10 @@ commands:
   test_version SERVICE VERSION  check that the version header reaches VERSION only
   delete_version SERVICE VERSION  stop VERSION and remove it (it must have weight 0)
   delete_service SERVICE        remove every version, route and state of SERVICE
+  repair SERVICE                make the gateway and the state match TRAFFIC.yaml again: roll back a
+                                weight change cut short, stop a second HAProxy master, start a gateway
+                                that is down, overwrite weights changed behind rollout's back (a bad
+                                or missing TRAFFIC.yaml is refused, exit 2, and nothing changes)
 
 strategies (scripts/strategies/*.lua), from any shell:
   status SERVICE                phase, step, weights, last measurements (--watch follows it)
@@ -39,6 +43,9 @@ options:
   --full           promote: all the traffic to the new version at once
   --expect-step N  promote: only if the run is at step N (default: the step status shows now)
 
+Every command ends by checking that TRAFFIC.yaml, the state and the gateway agree; when they do
+not, it says where on stderr (and as "drift" in --json output), with the command that repairs it.
+
 exit codes: 0 success, 1 a failed check or operation, 2 usage error or refused input]]
 
 local opts, pos = cli.parse(cli.args(...), {
@@ -52,7 +59,8 @@ if not command then errors.refuse("no command given\n" .. usage) end
 
 local needs_version = { start = true, delete_version = true, test_version = true }
 local known = { start = true, list = true, update_traffic = true, ping = true, test_traffic = true,
-                test_version = true, delete_version = true, delete_service = true, status = true, promote = true,
+                test_version = true, delete_version = true, delete_service = true, repair = true, status = true,
+                promote = true,
                 abort = true, pause = true, resume = true, retry = true, undo = true, history = true }
 if not known[command] then
   local names = {}
@@ -67,8 +75,47 @@ if needs_version[command] and not version then errors.refuse(command .. " needs 
 
 local svc = rollout.service(name, { wait = opts.wait, endpoint = opts.endpoint })
 
+-- The JSON document of the command, written by finish() with the drift.
+local out_json
+
 local function emit_json(value)
-  io.stdout:write(json.encode(value, { pretty = true }), "\n")
+  out_json = value
+end
+
+-- The invariant every command ends with: TRAFFIC.yaml, the state and the
+-- gateway agree, or the difference is reported with the repairing command.
+local drift_shown = false
+local checked -- the check a command made itself (ping, repair): false when it found no drift
+
+local function drift_check()
+  local ok, d = errors.pcall(svc.drift, svc)
+  if not ok then return { differences = { "cannot check: " .. errors.message(d) }, repair = "see the message" } end
+  return d
+end
+
+local function drift_lines(d)
+  local lines = { "TRAFFIC.yaml, the state and the gateway disagree:" }
+  for _, x in ipairs(d.differences) do lines[#lines + 1] = "  - " .. x end
+  lines[#lines + 1] = "  " .. d.repair
+  return lines
+end
+
+local function warn_drift(d)
+  if not d or drift_shown then return end
+  drift_shown = true
+  for i, line in ipairs(drift_lines(d)) do io.stderr:write(i == 1 and "rollout: warning: " or "", line, "\n") end
+end
+
+-- Ends the command: the invariant check, the JSON document, the exit code.
+local function finish(code)
+  local d
+  if checked ~= nil then d = checked or nil else d = drift_check() end
+  if out_json then
+    out_json.drift = d or json.null
+    io.stdout:write(json.encode(out_json, { pretty = true }), "\n")
+  end
+  warn_drift(d)
+  os.exit(code or 0)
 end
 
 local function traffic_rows(list)
@@ -160,7 +207,7 @@ local strategy_ops = require "rollout.strategy_ops"
 
 for _, c in ipairs { "status", "promote", "abort", "pause", "resume", "retry", "undo", "history" } do
   commands[c] = function()
-    os.exit(strategy_ops[c](svc, opts) or 0)
+    finish(strategy_ops[c](svc, opts) or 0)
   end
 end
 
@@ -193,11 +240,14 @@ function commands.update_traffic()
                 message = why and why.message or json.null,
                 errors_by_version = last and last.errors_by_version or {} }
   end
-  if not ok then os.exit(1) end
+  if not ok then finish(1) end
 end
 
 function commands.ping()
   local list = version and { svc:health(version) } or svc:health()
+  -- ping reports the invariant itself (a warning: the exit code is the versions' health)
+  local d = drift_check()
+  drift_shown, checked = true, d or false
   if opts.json then
     emit_json { service = name, versions = json.array(list) }
   else
@@ -213,8 +263,41 @@ function commands.ping()
         ui.fail(string.format("%s down: %s", h.version, h.detail or "unhealthy"))
       end
     end
+    if d then
+      for _, line in ipairs(drift_lines(d)) do ui.warn(line) end
+    elseif #list > 0 then
+      ui.ok("TRAFFIC.yaml, the state and the gateway agree")
+    end
   end
-  for _, h in ipairs(list) do if not h.ok then os.exit(1) end end
+  for _, h in ipairs(list) do if not h.ok then finish(1) end end
+end
+
+function commands.repair()
+  strategy_ops.guard(svc, "repair")
+  local res = svc:repair()
+  local after = drift_check()
+  checked = after or false
+  local names = {}
+  for v in pairs(res.weights or {}) do names[#names + 1] = v end
+  table.sort(names)
+  local parts = {}
+  for _, v in ipairs(names) do parts[#parts + 1] = v .. "=" .. res.weights[v] end
+  if res.before then
+    ui.info("found: " .. table.concat(res.before.differences, "; "))
+  end
+  if after then
+    drift_shown = true
+    for _, line in ipairs(drift_lines(after)) do ui.fail(line) end
+  elseif #names == 0 then
+    ui.ok("nothing deployed: nothing to repair")
+  else
+    ui.ok(string.format("TRAFFIC.yaml, the state and the gateway agree: %s", table.concat(parts, " ")))
+  end
+  if opts.json then
+    emit_json { service = name, ok = after == nil, weights = res.weights or {}, previous = res.previous or {},
+                found = res.before or json.null }
+  end
+  finish(after and 1 or 0)
 end
 
 local function report(verdict, what)
@@ -227,7 +310,8 @@ local function report(verdict, what)
   else
     ui.verdict(verdict)
   end
-  if not verdict.ok then os.exit(1) end
+  if verdict.failure == "drift" then drift_shown = true end
+  if not verdict.ok then finish(1) end
 end
 
 function commands.test_traffic()
@@ -267,4 +351,10 @@ function commands.delete_service()
   end
 end
 
-commands[command]()
+-- every command ends with the invariant check, also when it fails
+local ok, err = xpcall(commands[command], errors.traceback)
+if not ok then
+  warn_drift(drift_check())
+  error(err, 0)
+end
+finish(0)

@@ -64,9 +64,9 @@ void rollout_interrupt_arm(lua_State *L);    /* install the SIGINT handler */
 void rollout_interrupt_disarm(void);         /* restore the default action */
 int rollout_interrupted(void);               /* a ^C arrived and is pending */
 void rollout_interrupt_clear(void);
-/* Defers ^C (on = 1) for a critical section: a ^C only marks itself pending
- * until the section ends (on = 0); a second ^C still ends the process.
- * Returns the previous setting. */
+/* Defers ^C (on = 1) for a critical section: a ^C (and any further one)
+ * only marks itself pending until the section ends (on = 0); the ^C after
+ * that ends the process. Returns the previous setting. */
 int rollout_interrupt_defer(int on);
 void rollout_check_interrupt(lua_State *L);  /* raise "interrupted" if pending */
 /* Children of rollout.proc.run, stopped by ^C (detached daemons are not). */

@@ -40,6 +40,7 @@ function cli.parse(args, spec)
         end
         if kind == "number" then
           local n = tonumber(value)
+          if n and (n ~= n or n == math.huge or n == -math.huge) then n = nil end -- "1e999", "inf"
           if not n then errors.refuse(string.format("--%s needs a number (got %q)\n%s", name, value, spec.usage)) end
           value = n
         end

@@ -25,10 +25,21 @@ function config.project_dir()
   return fs.dirname(config.deployments_dir())
 end
 
+-- `path` absolute, with the symbolic links of its existing part resolved,
+-- so that the same directory is always named the same way (HAProxy is found
+-- again by the config path on its command line).
+local function canonical(path)
+  local real = fs.realpath(path)
+  if real then return real end
+  local parent, base = fs.dirname(path), fs.basename(path)
+  if parent == path or base == "." or base == ".." then return path end
+  return fs.join(canonical(parent), base)
+end
+
 function config.state_dir()
   local env = os.getenv("ROLLOUT_STATE_DIR")
-  if env and env ~= "" then return env end
-  return fs.join(config.project_dir(), ".rollout")
+  if env and env ~= "" then return canonical(env) end
+  return canonical(fs.join(config.project_dir(), ".rollout"))
 end
 
 --- Refuses a service name that is not a DNS-1123 label: names reach paths,
@@ -120,6 +131,21 @@ config.spec = S.object {
 
 local cache = {}
 
+--- The largest service.yaml or TRAFFIC.yaml read (bytes).
+config.MAX_FILE = 1024 * 1024
+
+--- The gateway port ROLLOUT_GATEWAY_PORT asks for: nil when unset, else an
+-- integer 1..65535 (anything else is refused naming the variable).
+function config.gateway_port_env()
+  local env = os.getenv("ROLLOUT_GATEWAY_PORT")
+  if env == nil or env == "" then return nil end
+  local n = env:match("^%s*(%d+)%s*$") and math.tointeger(tonumber(env))
+  if not n or n < 1 or n > 65535 then
+    errors.refuse(string.format("ROLLOUT_GATEWAY_PORT must be a port number between 1 and 65535 (got %q)", env))
+  end
+  return n
+end
+
 --- The services configured in the deployments directory (those with a
 -- service.yaml), sorted.
 function config.services()
@@ -138,7 +164,7 @@ function config.load(service)
   config.check_name(service)
   local dir = config.service_dir(service)
   local file = fs.join(dir, "service.yaml")
-  local text, err, code = fs.read(file)
+  local text, err, code = fs.read(file, { max = config.MAX_FILE })
   if not text then
     if code == "ENOENT" then
       local known = config.services()
@@ -150,6 +176,10 @@ function config.load(service)
   end
   local doc, pos = yaml.load(text, { name = file, positions = true })
   if doc == nil then errors.refuse(pos) end
+  if doc == yaml.null then
+    errors.refuse(string.format("%s: is empty: a service needs at least \"name: %s\" (and local.command for the " ..
+      "local target); see README, \"Service configuration\"", file, service), { file = file, field = "name" })
+  end
   local cfg = S.check(doc, config.spec, { file = file, pos = pos })
   if cfg.name ~= service then
     S.refuse_at({ file = file, pos = pos }, doc, "name", "name",

@@ -27,6 +27,8 @@ pcall(function() NULL = require("rollout.yaml").null end)
 local function describe(v)
   if v == NULL and v ~= nil then return "null" end
   local t = math.type(v) or type(v)
+  if t == "float" and v ~= v then return "NaN (not a number)" end
+  if t == "float" and (v == math.huge or v == -math.huge) then return (v < 0 and "-" or "") .. "infinity" end
   if t == "float" then return "the number " .. tostring(v) end
   if t == "integer" then return "the integer " .. tostring(v) end
   if t == "string" then return string.format("the string %q", #v > 40 and v:sub(1, 40) .. "..." or v) end
@@ -87,12 +89,17 @@ function check(v, spec, ctx, parent, key, path)
       end
     end
   elseif k == "integer" then
-    if math.type(v) == "float" and v == math.floor(v) then v = math.tointeger(v) end
-    if math.type(v) ~= "integer" then refuse(ctx, parent, key, path, "must be an integer, not " .. describe(v)) end
+    local given = v
+    -- 50.0 is 50; NaN, infinities and floats beyond 64 bits stay floats and are refused
+    if math.type(v) == "float" and v == math.floor(v) then v = math.tointeger(v) or v end
+    if math.type(v) ~= "integer" then refuse(ctx, parent, key, path, "must be an integer, not " .. describe(given)) end
     if spec.min and v < spec.min then refuse(ctx, parent, key, path, string.format("must be >= %d (got %d)", spec.min, v)) end
     if spec.max and v > spec.max then refuse(ctx, parent, key, path, string.format("must be <= %d (got %d)", spec.max, v)) end
   elseif k == "number" then
     if type(v) ~= "number" then refuse(ctx, parent, key, path, "must be a number, not " .. describe(v)) end
+    if v ~= v or v == math.huge or v == -math.huge then
+      refuse(ctx, parent, key, path, "must be a finite number, not " .. describe(v))
+    end
     if spec.min and v < spec.min then refuse(ctx, parent, key, path, string.format("must be >= %g (got %g)", spec.min, v)) end
     if spec.max and v > spec.max then refuse(ctx, parent, key, path, string.format("must be <= %g (got %g)", spec.max, v)) end
   elseif k == "boolean" then

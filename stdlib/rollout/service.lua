@@ -221,6 +221,19 @@ function Service:drift()
   return t:drift()
 end
 
+--- Brings TRAFFIC.yaml, the state and the gateway (or route) together,
+-- TRAFFIC.yaml winning; a bad or missing file is refused (exit 2) before
+-- anything changes. On a target without its own repair, TRAFFIC.yaml is
+-- applied. Returns { weights =, previous =, before = (the drift found) }.
+function Service:repair()
+  local t = self.target
+  if type(t.repair) == "function" then return t:repair() end
+  local before = self:drift()
+  local res = self:apply_traffic()
+  res.before = before
+  return res
+end
+
 -- The weights the gateway holds now, as a comparable string (nil when the
 -- target cannot say).
 local function gateway_snapshot(svc)

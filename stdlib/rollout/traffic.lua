@@ -57,10 +57,10 @@ end
 --- Loads a TRAFFIC.yaml file. A missing file is an empty list.
 -- Returns list, text (the exact bytes, for "nothing changed" checks).
 function traffic.load(path)
-  local text, err, code = fs.read(path)
+  local text, err, code = fs.read(path, { max = 1024 * 1024 })
   if not text then
     if code == "ENOENT" then return {}, nil end
-    errors.refuse(err)
+    errors.refuse(err, { file = path })
   end
   return traffic.parse(text, path), text
 end
@@ -155,10 +155,11 @@ function traffic.normalize(w, what)
     if seen[e.name] then errors.refuse(string.format("%s: version %s is listed twice", what, e.name)) end
     seen[e.name] = true
     local wt = e.weight
-    if math.type(wt) == "float" and wt == math.floor(wt) then wt = math.tointeger(wt) end
+    if math.type(wt) == "float" and wt == math.floor(wt) then wt = math.tointeger(wt) or wt end
     if math.type(wt) ~= "integer" then
-      errors.refuse(string.format("%s: weight of %s must be an integer >= 0 (got %s)", what, e.name,
-        type(wt) == "string" and string.format("%q", wt) or tostring(wt)))
+      local shown = type(e.weight) == "string" and string.format("%q", e.weight) or tostring(e.weight)
+      if e.weight ~= e.weight then shown = "NaN" end
+      errors.refuse(string.format("%s: weight of %s must be an integer >= 0 (got %s)", what, e.name, shown))
     end
     if wt < 0 or wt > weights.MAX_WEIGHT then
       errors.refuse(string.format("%s: weight of %s must be between 0 and %d (got %d)", what, e.name,

@@ -2,7 +2,7 @@
 -- master-worker mode.
 --
 -- One HAProxy serves every service of a state directory: per service a
--- frontend on its gateway port, a weighted `balance random` backend for
+-- frontend on its gateway port, a weighted `balance roundrobin` backend for
 -- default traffic and one backend per version for header routing (so a
 -- request for a version that is down or absent gets 503, never another
 -- version). Weights change live over the admin socket; adding or removing a
@@ -175,12 +175,164 @@ function Gateway:render(services)
   return table.concat(lines, "\n") .. "\n"
 end
 
---- The master's pid when it is running, else nil.
-function Gateway:pid()
-  local text = fs.read(self.pidfile)
-  local pid = text and tonumber(text:match("^%s*(%d+)"))
-  if pid and proc.alive(pid) then return math.tointeger(pid) end
+-- ---------------------------------------------------- finding HAProxy --
+
+local function proc_file(pid, name)
+  return fs.read(string.format("/proc/%d/%s", pid, name), { any = true, max = 1024 * 1024 })
+end
+
+--- The argv of a running process (from /proc), or nil.
+function haproxy.cmdline(pid)
+  local text = proc_file(pid, "cmdline")
+  if not text or text == "" then return nil end
+  local argv = {}
+  for a in text:gmatch("([^%z]*)%z") do argv[#argv + 1] = a end
+  return argv
+end
+
+--- The parent pid of a running process, or nil.
+function haproxy.ppid(pid)
+  local text = proc_file(pid, "stat")
+  local ppid = text and text:match("^%d+ %(.*%) %a (%d+)")
+  return ppid and math.tointeger(tonumber(ppid)) or nil
+end
+
+--- The short name of a running process ("python3"), or nil.
+function haproxy.comm(pid)
+  local text = proc_file(pid, "comm")
+  return text and text:gsub("%s+$", "") or nil
+end
+
+--- True when `pid` is an HAProxy running this gateway's config (master or
+-- worker: workers are forked by the master and share its command line).
+function Gateway:owns(pid)
+  local argv = pid and haproxy.cmdline(pid)
+  if not argv or not (argv[1] or ""):match("haproxy$") then return false end
+  for i = 1, #argv - 1 do
+    if argv[i] == "-f" and argv[i + 1] == self.cfg then return true end
+  end
+  return false
+end
+
+--- True when `pid` is this gateway's HAProxy master (ours, and its parent
+-- is not: a worker's parent is the master).
+function Gateway:is_master(pid)
+  if not pid or pid <= 1 or not proc.alive(pid) or not self:owns(pid) then return false end
+  local ppid = haproxy.ppid(pid)
+  return not (ppid and ppid > 1 and self:owns(ppid))
+end
+
+--- Every HAProxy master running this gateway's config, found in /proc
+-- whatever the pid file says (sorted pids).
+function Gateway:masters()
+  local out = {}
+  for _, name in ipairs(fs.list("/proc") or {}) do
+    local pid = name:match("^%d+$") and math.tointeger(tonumber(name))
+    if pid and self:is_master(pid) then out[#out + 1] = pid end
+  end
+  table.sort(out)
+  return out
+end
+
+--- Sends a command to the master socket (HAProxy's master CLI). Returns the
+-- reply or nil, message.
+function Gateway:master_cli(command, timeout)
+  return http.unix_exchange(self.master_sock, command .. "\n", timeout or 5)
+end
+
+--- The master the master socket answers for, or nil.
+function Gateway:socket_master()
+  local reply = self:master_cli("show proc", 2)
+  local pid = reply and reply:match("\n(%d+)%s+master")
+  pid = pid and math.tointeger(tonumber(pid))
+  if pid and self:is_master(pid) then return pid end
   return nil
+end
+
+--- The master's pid when it is running, else nil. The pid file is trusted
+-- only when it names this gateway's master; when it is missing, corrupt or
+-- names another process, the master is found through the master socket,
+-- else in /proc (never guessed: a second master would be started beside a
+-- running one), and the pid file is written back (self.found says so).
+function Gateway:pid()
+  local text, _, code = fs.read(self.pidfile, { nofollow = true, max = 64 })
+  local named = text and math.tointeger(tonumber(text:match("^%s*(%d+)%s*$") or ""))
+  if named and self:is_master(named) then return named end
+  local found, how = self:socket_master(), "the master socket"
+  if not found then
+    local masters = self:masters()
+    -- several: the one whose worker answers on the admin socket, else the newest
+    local worker = #masters > 1 and self:worker_pid()
+    local parent = worker and haproxy.ppid(worker)
+    for _, m in ipairs(masters) do if m == parent then found = m end end
+    found, how = found or masters[#masters], "its command line in /proc"
+  end
+  if not found then return nil end
+  local was = named and string.format("named pid %d, which is not its master", named)
+    or (text and "was corrupt") or (code == "ELOOP" and "was a symbolic link") or "was missing"
+  fs.write_atomic(self.pidfile, found .. "\n", { mode = tonumber("600", 8) })
+  self.found = string.format("the gateway's pid file %s: found its master (pid %d) through %s and wrote it back",
+    was, found, how)
+  return found
+end
+
+--- Of several masters, the one in charge: the parent of the worker that
+-- answers on the admin socket (rollout talks to it), else the one the
+-- master socket names, else pid(). The pid file is made to name it.
+function Gateway:in_charge()
+  local worker = self:worker_pid()
+  local parent = worker and haproxy.ppid(worker)
+  local master = (parent and self:is_master(parent) and parent) or self:socket_master()
+  if not master then return self:pid() end
+  local text = fs.read(self.pidfile, { nofollow = true, max = 64 })
+  if not text or tonumber(text:match("%d+") or "") ~= master then
+    fs.write_atomic(self.pidfile, master .. "\n", { mode = tonumber("600", 8) })
+  end
+  return master
+end
+
+--- The processes listening on TCP `port` (any local address), from
+-- /proc/net/tcp{,6} and /proc/*/fd: a list of { pid =, name = } (an empty
+-- table entry { } when the socket's owner is not visible to this user).
+function haproxy.listeners(port)
+  local inodes, count = {}, 0
+  local hex = string.format("%04X", port)
+  for _, file in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
+    local text = fs.read(file, { any = true }) or ""
+    for line in text:gmatch("[^\n]+") do
+      local lport = line:match("^%s*%d+: %x+:(%x+) %x+:%x+ 0A ")
+      if lport == hex then
+        local f = {}
+        for w in line:gmatch("%S+") do f[#f + 1] = w end
+        if f[10] and f[10] ~= "0" then inodes["socket:[" .. f[10] .. "]"] = true; count = count + 1 end
+      end
+    end
+  end
+  local out = {}
+  if count == 0 then return out end
+  local found = {}
+  for _, name in ipairs(fs.list("/proc") or {}) do
+    local pid = name:match("^%d+$") and math.tointeger(tonumber(name))
+    local fds = pid and fs.list(string.format("/proc/%d/fd", pid))
+    for _, fd in ipairs(fds or {}) do
+      local target = fs.readlink(string.format("/proc/%d/fd/%s", pid, fd))
+      if target and inodes[target] and not found[pid] then
+        found[pid] = true
+        out[#out + 1] = { pid = pid, name = haproxy.comm(pid) or "?" }
+      end
+    end
+  end
+  if #out == 0 then out[1] = {} end
+  return out
+end
+
+--- "pid 123 (python3)" for a listeners() list.
+function haproxy.describe_listeners(list)
+  local parts = {}
+  for _, l in ipairs(list) do
+    parts[#parts + 1] = l.pid and string.format("pid %d (%s)", l.pid, l.name) or "a process this user cannot see"
+  end
+  return table.concat(parts, ", ")
 end
 
 --- Sends commands to the admin socket (one connection, ';'-separated).
@@ -206,7 +358,7 @@ function Gateway:running()
 end
 
 local function tail(path, lines)
-  local text = fs.read(path) or ""
+  local text = fs.read(path, { nofollow = true }) or ""
   local out = {}
   for line in text:gmatch("[^\n]+") do
     out[#out + 1] = line
@@ -223,7 +375,7 @@ function Gateway:write_config(services)
   local candidate = self.cfg .. ".new"
   ok, err = fs.write_atomic(candidate, text, { mode = tonumber("600", 8) })
   if not ok then errors.fail("cannot write " .. candidate .. ": " .. err) end
-  if not fs.exists(self.state_file) then fs.write_atomic(self.state_file, "1\n") end
+  if not fs.stat(self.state_file) then fs.write_atomic(self.state_file, "1\n", { mode = tonumber("600", 8) }) end
   local res, rerr = proc.run { argv = { "haproxy", "-c", "-q", "-f", candidate }, timeout = 20 }
   if not res then
     fs.remove(candidate)
@@ -310,7 +462,7 @@ end
 --- True when the running worker has exactly the servers (and routes) of
 -- `services`.
 function Gateway:matches(services)
-  if (fs.read(self.routes_file) or "") ~= haproxy.routes_signature(services) then return false end
+  if (fs.read(self.routes_file, { nofollow = true }) or "") ~= haproxy.routes_signature(services) then return false end
   local st = self:servers_state()
   if not st then return false end
   for _, svc in ipairs(services) do
@@ -328,15 +480,32 @@ function Gateway:matches(services)
   return true
 end
 
---- Starts HAProxy for `services` (nothing must be running).
+--- Starts HAProxy for `services`. Never beside a running master of this
+-- gateway (fails naming it: adopt or stop it first), and never on a port
+-- another program listens on (with SO_REUSEPORT both would get connections).
 function Gateway:start(services)
+  local running = self:masters()
+  if #running > 0 then
+    errors.fail(string.format("HAProxy is already running for %s (master pid %s): not starting a second one",
+      self.dir, table.concat(running, ", ")))
+  end
+  for _, svc in ipairs(services) do
+    local owners = haproxy.listeners(svc.port)
+    if #owners > 0 then
+      errors.fail(string.format("the gateway port %d of %s is taken by %s: stop it, or give %s another " ..
+        "local.gateway_port", svc.port, svc.name, haproxy.describe_listeners(owners), svc.name), { code = "exists" })
+    end
+  end
   self:write_config(services)
-  fs.remove(self.admin_sock)
-  fs.remove(self.master_sock)
-  fs.remove(self.pidfile)
+  for _, f in ipairs { self.admin_sock, self.master_sock, self.pidfile } do
+    if fs.stat(f) then fs.remove(f) end
+  end
+  -- rollout writes the pid file itself (atomically, never through a link);
+  -- HAProxy is not given -p, so it writes nothing but its sockets there
   local pid, err = proc.spawn {
-    argv = { "haproxy", "-W", "-f", self.cfg, "-p", self.pidfile, "-S", self.master_sock .. ",mode,600" },
+    argv = { "haproxy", "-W", "-f", self.cfg, "-S", self.master_sock .. ",mode,600" },
     log = self.log,
+    pidfile = self.pidfile,
     cwd = self.dir,
   }
   if not pid then errors.fail("cannot start HAProxy: " .. err) end
@@ -346,6 +515,9 @@ function Gateway:start(services)
   end, 10)
   if up ~= "up" then
     if proc.alive(pid) then proc.stop(pid, { timeout = 2 }) end
+    for _, f in ipairs { self.admin_sock, self.master_sock, self.pidfile } do
+      if fs.stat(f) then fs.remove(f) end
+    end
     errors.fail("HAProxy did not start (" .. (up or "timed out") .. "); its log:\n" .. tail(self.log, 15))
   end
   return pid
@@ -386,7 +558,7 @@ function Gateway:reload(services)
   local master = self:pid()
   if not master then return self:start(services) end
   local dump = self:admin("show servers state")
-  if dump then fs.write_atomic(self.state_file, haproxy.state_for(dump, services)) end
+  if dump then fs.write_atomic(self.state_file, haproxy.state_for(dump, services), { mode = tonumber("600", 8) }) end
   self:write_config(services)
   local old_worker = self:worker_pid()
   local ok, err = proc.kill(master, "USR2")
@@ -453,18 +625,40 @@ function Gateway:health(service)
   return out
 end
 
---- Stops HAProxy (master and workers) and removes its files.
+--- Stops HAProxy (every master of this gateway, with their workers) and
+-- removes its files.
 function Gateway:stop()
   local pid = self:pid()
-  if pid then
-    local ok, err = proc.stop(pid, { timeout = 5 })
-    if not ok then errors.fail("cannot stop HAProxy (pid " .. pid .. "): " .. err) end
+  local all = self:masters()
+  if pid then table.insert(all, 1, pid) end
+  local done = {}
+  for _, m in ipairs(all) do
+    if not done[m] and self:is_master(m) then
+      done[m] = true
+      local ok, err = proc.stop(m, { timeout = 5 })
+      if not ok then errors.fail("cannot stop HAProxy (pid " .. m .. "): " .. err) end
+    end
   end
   for _, f in ipairs { self.admin_sock, self.master_sock, self.pidfile, self.state_file,
                        self.cfg, self.cfg .. ".new", self.routes_file } do
-    if fs.exists(f) then fs.remove(f) end
+    if fs.stat(f) then fs.remove(f) end
   end
   return pid
+end
+
+--- Stops the masters of this gateway other than `keep` (a second master
+-- started beside the first shares its port: connections split between
+-- them). Returns the pids stopped.
+function Gateway:stop_others(keep)
+  local stopped = {}
+  for _, m in ipairs(self:masters()) do
+    if m ~= keep then
+      local ok, err = proc.stop(m, { timeout = 5 })
+      if not ok then errors.fail("cannot stop HAProxy (pid " .. m .. "): " .. err) end
+      stopped[#stopped + 1] = m
+    end
+  end
+  return stopped
 end
 
 return haproxy

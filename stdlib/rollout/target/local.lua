@@ -6,11 +6,18 @@
 -- weight applied to the gateway), services/<service>/logs/, and gateway/
 -- (HAProxy's config, sockets, pid). Every command that changes a service
 -- holds services/<service>/lock; gateway changes also hold gateway/lock.
+--
+-- Three views of the weights must agree: TRAFFIC.yaml (desired), the state
+-- (what rollout applied) and the gateway (what HAProxy holds). A weight
+-- change records its intent in the state before it touches anything, so a
+-- change cut short (killed, power lost) is rolled back by the next command;
+-- drift() says where the views disagree and repair() brings them together.
 local fs = require "rollout.fs"
 local proc = require "rollout.proc"
 local http = require "rollout.http"
 local time = require "rollout.time"
 local sys = require "rollout.sys"
+local json = require "rollout.json"
 local weights_lib = require "rollout.weights"
 local errors = require "rollout.errors"
 local config = require "rollout.config"
@@ -25,9 +32,11 @@ Local.__index = Local
 
 --- A local target for a loaded service config (rollout.config.load).
 -- opts.wait: wait for another rollout working on the service (seconds or true).
+-- Refuses (exit 2) a state directory that is not private (state.check_dir).
 function M.new(cfg, opts)
   local t = setmetatable({ cfg = cfg, name = cfg.name, opts = opts or {} }, Local)
   t.state_dir = config.state_dir()
+  state.check_dir(t.state_dir)
   t.dir = fs.join(t.state_dir, "services", cfg.name)
   t.state_file = fs.join(t.dir, "state.json")
   t.lock_file = fs.join(t.dir, "lock")
@@ -36,13 +45,65 @@ function M.new(cfg, opts)
   return t
 end
 
+--- Says on stderr what rollout repaired or found on its own.
+function Local:note(message)
+  io.stderr:write("rollout: ", message, "\n")
+end
+
 -- ---------------------------------------------------------------- state --
+
+-- The start time of a process (clock ticks since boot, /proc/<pid>/stat
+-- field 22): with the pid, who it is (a pid reused by another program has
+-- another start time).
+local function start_time(pid)
+  local text = fs.read(string.format("/proc/%d/stat", pid), { any = true })
+  local rest = text and text:match("^%d+ %(.*%) (.*)$")
+  if not rest then return nil end
+  local f = {}
+  for w in rest:gmatch("%S+") do f[#f + 1] = w end
+  return f[20] -- field 22 of the whole line: 3 + 19
+end
+
+--- True when the version's process runs: its pid is alive and is the
+-- process rollout started (same start time), never a pid reused since.
+function Local:alive(info)
+  if not info or not info.pid or not proc.alive(info.pid) then return false end
+  if info.start_time then return start_time(info.pid) == info.start_time end
+  return true
+end
+
+local MAX_PID = 4194304 -- /proc/sys/kernel/pid_max at most
+
+local function check_state(st, file)
+  local function bad(field, what, v)
+    errors.refuse(string.format("state file %s: %s must be %s (got %s): it was changed outside rollout; " ..
+      "`rollout scripts/ops.lua delete_service` or removing the file starts afresh", file, field, what,
+      type(v) == "string" and string.format("%q", v) or tostring(v)), { code = "invalid" })
+  end
+  local function int(v, lo, hi) return math.type(v) == "integer" and v >= lo and v <= hi end
+  if type(st) ~= "table" then bad("the document", "an object", type(st)) end
+  if st.gateway_port ~= nil and not int(st.gateway_port, 1, 65535) then
+    bad("gateway_port", "a port number", st.gateway_port)
+  end
+  if st.versions ~= nil and type(st.versions) ~= "table" then bad("versions", "an object", st.versions) end
+  for v, info in pairs(st.versions or {}) do
+    if type(v) ~= "string" or not weights_lib.is_name(v) then bad("a version name", "a DNS-1123 label", v) end
+    if type(info) ~= "table" then bad("versions." .. v, "an object", info) end
+    if not int(info.pid, 2, MAX_PID) then bad("versions." .. v .. ".pid", "a process id above 1", info.pid) end
+    if not int(info.port, 1, 65535) then bad("versions." .. v .. ".port", "a port number", info.port) end
+    if info.weight ~= nil and not int(info.weight, 0, weights_lib.MAX_WEIGHT) then
+      bad("versions." .. v .. ".weight", "an integer weight", info.weight)
+    end
+  end
+  return st
+end
 
 function Local:load_state()
   local st = state.read(self.state_file, nil)
   if not st then
     st = { service = self.name, versions = {} }
   end
+  check_state(st, self.state_file)
   st.versions = st.versions or {}
   return st
 end
@@ -51,9 +112,18 @@ function Local:save_state(st)
   state.write(self.state_file, st)
 end
 
---- Runs fn(state) holding the service lock (re-entrant within one call chain).
+--- Runs fn(state) holding the service lock (re-entrant within one call
+-- chain). A weight change another rollout left half-done (killed) is
+-- rolled back first.
 function Local:locked(fn)
-  return state.with_lock(self.lock_file, self.name, self.opts.wait, function() return fn(self:load_state()) end)
+  return state.with_lock(self.lock_file, self.name, self.opts.wait, function()
+    local st = self:load_state()
+    if st.change and not self.changing then
+      self:recover(st)
+      st = self:load_state()
+    end
+    return fn(st)
+  end)
 end
 
 -- The gateway's view of every service in the state directory.
@@ -63,6 +133,7 @@ local function gateway_services(state_dir)
   for _, name in ipairs(fs.exists(dir) and fs.list(dir) or {}) do
     local st = state.read(fs.join(dir, name, "state.json"), nil)
     if st and st.gateway_port and next(st.versions or {}) then
+      check_state(st, fs.join(dir, name, "state.json"))
       local versions = {}
       for v, info in pairs(st.versions) do
         versions[v] = { port = info.port, weight = info.weight or 0 }
@@ -78,7 +149,9 @@ end
 
 --- Makes the gateway match the state files: starts it when it is down (a
 -- crash is repaired with the weights last applied), reloads it when its
--- servers differ, stops it when no service uses it.
+-- servers differ, stops it when no service uses it. Never starts a second
+-- HAProxy: a master that runs (found by its pid file, its master socket or
+-- /proc) is adopted, and masters beside it are stopped.
 function Local:sync_gateway()
   local glock = state.lock(fs.join(self.gateway.dir, "lock"), "the gateway", 30)
   local ok, err = pcall(function()
@@ -88,7 +161,20 @@ function Local:sync_gateway()
       return
     end
     if not self.gateway:running() then
-      if self.gateway:pid() then self.gateway:stop() end
+      local master = self.gateway:pid()
+      if self.gateway.found then self:note(self.gateway.found); self.gateway.found = nil end
+      local others = self.gateway:stop_others(master)
+      if #others > 0 then
+        self:note(string.format("stopped %d other HAProxy master%s of this state directory (pid %s)", #others,
+          #others == 1 and "" or "s", table.concat(others, ", ")))
+      end
+      if master then
+        -- a master whose admin socket does not answer: replaced (the
+        -- weights come from the state)
+        self.gateway:stop()
+        self:note(string.format("the gateway (master pid %d) did not answer on its admin socket: restarted it",
+          master))
+      end
       self.gateway:start(services)
     elseif not self.gateway:matches(services) then
       self.gateway:reload(services)
@@ -103,6 +189,7 @@ end
 function Local:ensure_gateway(st)
   if not st.gateway_port or not next(st.versions) then return end
   local was_running = self.gateway:running()
+  if self.gateway.found then self:note(self.gateway.found); self.gateway.found = nil end
   self:sync_gateway()
   if not was_running then
     self.repaired = "the gateway was not running: restarted it with the last applied weights"
@@ -110,16 +197,25 @@ function Local:ensure_gateway(st)
 end
 
 --- Repairs what a crash left behind before a command looks at the
--- service: a gateway that should be running but is not is restarted with
--- the weights last applied (and the repair is reported on stderr).
-function Local:repair()
+-- service: a weight change cut short is rolled back, a gateway that should
+-- be running but is not is restarted with the weights last applied (and
+-- the repair is reported on stderr). Nothing is done while another rollout
+-- works on the service (it holds the lock).
+function Local:heal()
   local st = self:load_state()
-  if not st.gateway_port or not next(st.versions) or self.gateway:running() then return end
-  self:locked(function(locked_st) self:ensure_gateway(locked_st) end)
+  local down = st.gateway_port and next(st.versions) and not self.gateway:running()
+  if self.gateway.found then self:note(self.gateway.found); self.gateway.found = nil end
+  if not st.change and not down then return end
+  local ok, err = pcall(self.locked, self, function(locked_st) self:ensure_gateway(locked_st) end)
+  if not ok then
+    if type(err) == "table" and err.code == "locked" then return end
+    error(err, 0)
+  end
   if self.repaired then
+    st = self:load_state()
     local w = {}
     for _, v in ipairs(self:deployed_names(st)) do w[#w + 1] = v .. "=" .. (st.versions[v].weight or 0) end
-    io.stderr:write(string.format("rollout: %s (%s)\n", self.repaired, table.concat(w, " ")))
+    self:note(string.format("%s (%s)", self.repaired, table.concat(w, " ")))
     self.repaired = nil
   end
 end
@@ -170,25 +266,36 @@ function Local:start_process(version)
   if not port then errors.fail("no free port: " .. perr) end
   local argv, env = self:command(version, port)
   local logs = fs.join(self.dir, "logs")
-  fs.mkdir_p(logs)
+  local ok, merr = fs.mkdir_p(logs, tonumber("700", 8))
+  if not ok then errors.fail("cannot create " .. logs .. ": " .. merr) end
   local log = fs.join(logs, version .. ".log")
-  local pid, err = proc.spawn { argv = argv, env = env, log = log, cwd = self.cfg.project_dir }
-  if not pid then errors.fail(string.format("cannot start %s %s: %s", self.name, version, err)) end
-  local deadline = time.now() + self.cfg["local"].start_timeout
-  while true do
-    if not proc.alive(pid) then
-      errors.fail(string.format("%s %s exited during start; the end of its log (%s):\n%s", self.name,
-        version, log, log_tail(log)))
-    end
-    if healthz(port, self.cfg.health_path, 0.5) then break end
-    if time.now() > deadline then
-      proc.stop(pid, { timeout = 2 })
-      errors.fail(string.format("%s %s did not answer %s within %gs; the end of its log (%s):\n%s",
-        self.name, version, self.cfg.health_path, self.cfg["local"].start_timeout, log, log_tail(log)))
-    end
-    time.sleep(0.02)
+  local pid, err, code = proc.spawn { argv = argv, env = env, log = log, cwd = self.cfg.project_dir }
+  if not pid then
+    local fail = (code == "ELOOP" or code == "EINVAL") and errors.refuse or errors.fail
+    fail(string.format("cannot start %s %s: %s", self.name, version, err))
   end
-  return { pid = pid, port = port, log = log, started = time.wall() }
+  local started = start_time(pid)
+  -- until it answers, the process is this call's: stopped on any error, ^C included
+  local wok, werr = pcall(function()
+    local deadline = time.now() + self.cfg["local"].start_timeout
+    while true do
+      if not proc.alive(pid) then
+        errors.fail(string.format("%s %s exited during start; the end of its log (%s):\n%s", self.name,
+          version, log, log_tail(log)))
+      end
+      if healthz(port, self.cfg.health_path, 0.5) then break end
+      if time.now() > deadline then
+        errors.fail(string.format("%s %s did not answer %s within %gs; the end of its log (%s):\n%s",
+          self.name, version, self.cfg.health_path, self.cfg["local"].start_timeout, log, log_tail(log)))
+      end
+      time.sleep(0.02)
+    end
+  end)
+  if not wok then
+    if proc.alive(pid) then proc.stop(pid, { timeout = 2 }) end
+    error(werr, 0)
+  end
+  return { pid = pid, port = port, log = log, started = time.wall(), start_time = started }
 end
 
 --- Waits until the gateway routes to `version` (both backends UP).
@@ -203,57 +310,120 @@ function Local:wait_routable(version, timeout)
   return false
 end
 
+-- The gateway port a first deploy gives the service: ROLLOUT_GATEWAY_PORT,
+-- local.gateway_port, else a free one. One that another program listens on
+-- is refused before anything starts.
+function Local:pick_gateway_port()
+  local port = config.gateway_port_env() or self.cfg["local"].gateway_port
+  if port == 0 then
+    local free, err = http.free_port()
+    if not free then errors.fail("no free port for the gateway: " .. err) end
+    return math.tointeger(free)
+  end
+  local owners = haproxy.listeners(port)
+  if #owners > 0 then
+    errors.fail(string.format("the gateway port %d of %s (%s) is taken by %s: stop it, or choose another " ..
+      "port (local.gateway_port: 0 picks a free one)", port, self.name,
+      config.gateway_port_env() and "ROLLOUT_GATEWAY_PORT" or "local.gateway_port", haproxy.describe_listeners(owners)),
+      { code = "exists" })
+  end
+  return math.tointeger(port)
+end
+
+-- The directories a first deploy may create, those that do not exist yet
+-- (removed again when it fails: a failed first deploy leaves nothing).
+function Local:missing_dirs()
+  local out = {}
+  for _, d in ipairs { self.state_dir, fs.join(self.state_dir, "services"), self.dir, self.gateway.dir } do
+    if not fs.stat(d) then out[#out + 1] = d end
+  end
+  return out
+end
+
+-- After a failed first deploy: removes what it created (logs, lock, the
+-- gateway's files when no service uses it), innermost first.
+function Local:remove_created(created)
+  if fs.stat(self.state_file) or state.holds(self.lock_file) then return end
+  local ok = pcall(function()
+    local services = gateway_services(self.state_dir)
+    for i = #created, 1, -1 do
+      local d = created[i]
+      if d == self.dir then
+        fs.remove_tree(d)
+      elseif d == self.gateway.dir then
+        if #services == 0 and #self.gateway:masters() == 0 then fs.remove_tree(d) end
+      elseif fs.stat(d) and #(fs.list(d) or { 1 }) == 0 then
+        fs.remove(d)
+      end
+    end
+  end)
+  return ok
+end
+
 --- Deploys a version as a process on a free loopback port and registers it
 -- in the gateway with weight 0. Idempotent for a running, healthy version
 -- (opts.restart replaces it). Returns {name, pid, port, url, started=bool}.
+-- A deploy that fails leaves what was there; a failed first deploy leaves
+-- nothing (no state, log, lock or gateway file).
 function Local:deploy(version, opts)
   self:check_version(version)
   opts = opts or {}
-  return self:locked(function(st)
-    local info = st.versions[version]
-    if info and not opts.restart and proc.alive(info.pid) and healthz(info.port, self.cfg.health_path) then
-      self:ensure_gateway(st)
-      return { name = version, pid = info.pid, port = info.port, started = false, weight = info.weight or 0 }
-    end
-    local weight = info and info.weight or 0
-    -- the new process first: a restart that fails leaves the old one serving
-    local fresh = self:start_process(version)
-    fresh.weight = weight
-    st.versions[version] = fresh
-    st.service = self.name
-    st.header = self.cfg.version_header
-    st.health_path = self.cfg.health_path
-    if not st.gateway_port then
-      local env = tonumber(os.getenv("ROLLOUT_GATEWAY_PORT") or "")
-      local port = env or self.cfg["local"].gateway_port
-      if port == 0 then port = assert(http.free_port()) end
-      st.gateway_port = math.tointeger(port)
-    end
-    local ok, err = pcall(function()
-      self:save_state(st)
+  local created = self:missing_dirs()
+  local first = not fs.stat(self.state_file)
+  local ok, res = pcall(self.locked, self, function(st) return self:deploy_locked(version, opts, st) end)
+  if not ok then
+    if first then self:remove_created(created) end
+    error(res, 0)
+  end
+  return res
+end
+
+function Local:deploy_locked(version, opts, st)
+  local info = st.versions[version]
+  if info and not opts.restart and self:alive(info) and healthz(info.port, self.cfg.health_path) then
+    self:ensure_gateway(st)
+    return { name = version, pid = info.pid, port = info.port, started = false, weight = info.weight or 0 }
+  end
+  local weight = info and info.weight or 0
+  -- the gateway port before any process: a port that is taken refuses the deploy
+  local gateway_port = st.gateway_port or self:pick_gateway_port()
+  -- the new process first: a restart that fails leaves the old one serving
+  local fresh = self:start_process(version)
+  fresh.weight = weight
+  local before = {}
+  for k, v in pairs(st) do before[k] = v end
+  before.versions = {}
+  for v, i in pairs(st.versions) do before.versions[v] = i end
+  st.versions[version] = fresh
+  st.service = self.name
+  st.header = self.cfg.version_header
+  st.health_path = self.cfg.health_path
+  st.gateway_port = gateway_port
+  local ok, err = pcall(function()
+    self:save_state(st)
+    self:sync_gateway()
+  end)
+  if not ok then
+    -- leave nothing half-done: the new process goes, the state is as before
+    proc.stop(fresh.pid, { timeout = 2 })
+    pcall(function()
+      if not info and not next(before.versions) then
+        if fs.stat(self.state_file) then fs.remove(self.state_file) end
+      else
+        self:save_state(before)
+      end
       self:sync_gateway()
     end)
-    if not ok then
-      -- leave nothing half-done: the new process goes, the state is as before
-      proc.stop(fresh.pid, { timeout = 2 })
-      st.versions[version] = info
-      if not info and not next(st.versions) then
-        fs.remove(self.state_file)
-      else
-        self:save_state(st)
-      end
-      pcall(function() self:sync_gateway() end)
-      error(err, 0)
-    end
-    if not self:wait_routable(version, 10) then
-      errors.fail(string.format("the gateway does not route to %s %s (health check on %s failing?)",
-        self.name, version, self.cfg.health_path))
-    end
-    -- the gateway routes to the new process: the old one (restart) can go
-    if info and info.pid ~= fresh.pid and proc.alive(info.pid) then proc.stop(info.pid, { timeout = 5 }) end
-    return { name = version, pid = fresh.pid, port = fresh.port, started = true, weight = weight,
-             restarted = info ~= nil }
-  end)
+    error(err, 0)
+  end
+  if not self:wait_routable(version, 10) then
+    errors.fail(string.format("the gateway does not route to %s %s (health check on %s failing?)",
+      self.name, version, self.cfg.health_path))
+  end
+  -- the gateway routes to the new process: the old one (restart) can go
+  if info and info.pid ~= fresh.pid and self:alive(info) then proc.stop(info.pid, { timeout = 5 }) end
+  return { name = version, pid = fresh.pid, port = fresh.port, started = true, weight = weight,
+           restarted = info ~= nil }
 end
 
 -- ------------------------------------------------------------- weights --
@@ -276,9 +446,9 @@ function Local:check_weights(list, st, source)
         errors.refuse(string.format("%s: version %s has weight %d but is not deployed (deployed: %s)",
           source, e.name, e.weight, next(st.versions) and table.concat(self:deployed_names(st), ", ") or "none"))
       end
-      if not proc.alive(info.pid) then
-        errors.refuse(string.format("%s: version %s has weight %d but its process (pid %d) is not running",
-          source, e.name, e.weight, info.pid))
+      if not self:alive(info) then
+        errors.refuse(string.format("%s: version %s has weight %d but its process (pid %d) is not running " ..
+          "(start it again: rollout scripts/ops.lua start %s %s)", source, e.name, e.weight, info.pid, self.name, e.name))
       end
       local ok, status = healthz(info.port, self.cfg.health_path)
       if not ok then
@@ -301,25 +471,132 @@ function Local:deployed_names(st)
   return names
 end
 
--- Applies a weight map to the gateway and the state, confirming the
--- gateway reports exactly those weights. Restores `previous` on failure.
-function Local:apply(st, map, previous)
-  self:ensure_gateway(st)
-  local applied, err = self.gateway:set_weights(self.name, map)
-  if not applied then
-    local restored = self.gateway:set_weights(self.name, previous)
-    errors.fail(err .. (restored and "; the previous weights were restored" or
-      "; restoring the previous weights failed too"))
-  end
-  for v, w in pairs(map) do st.versions[v].weight = w end
-  self:save_state(st)
-  return applied
-end
-
 local function current_map(st)
   local m = {}
   for v, info in pairs(st.versions) do m[v] = info.weight or 0 end
   return m
+end
+
+local function weights_text(names, map)
+  local parts = {}
+  for _, v in ipairs(names) do parts[#parts + 1] = v .. "=" .. tostring(map[v] or 0) end
+  return table.concat(parts, " ")
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
+local function map_text(map) return weights_text(sorted_keys(map), map) end
+
+-- Puts the gateway back to `map`; returns true or false, why.
+function Local:gateway_back(map)
+  local ok, applied, err = pcall(function() return self.gateway:set_weights(self.name, map) end)
+  if ok and applied then return true end
+  return false, ok and err or errors.message(applied)
+end
+
+--- The change itself, with ^C deferred by the caller: its intent is
+-- recorded in the state first (if the state cannot be written, nothing
+-- changes), then TRAFFIC.yaml (unless `new_list` is nil), the gateway, and
+-- the state with the new weights. Any failure puts the gateway and the
+-- file back and says so; a process killed midway leaves the intent, and the
+-- next command rolls the change back (Local:recover).
+function Local:change_weights(st, map, previous, new_list, old_text)
+  local path = self.cfg.traffic_file
+  local new_text = new_list and traffic.render(new_list) or nil
+  st.change = { from = previous, to = map, pid = proc.pid(), started = time.wall(),
+                file = new_text and { path = path, before = old_text or json.null, after = new_text } or nil }
+  local ok, err = pcall(self.save_state, self, st)
+  if not ok then
+    st.change = nil
+    errors.fail(string.format("cannot record the weight change in the state, so nothing was changed: %s",
+      errors.message(err)), { code = type(err) == "table" and err.code or "io" })
+  end
+  self.changing = true
+  local function undo(why, gateway_touched)
+    local notes = {}
+    if gateway_touched then
+      local back, berr = self:gateway_back(previous)
+      notes[#notes + 1] = back and "the gateway was put back to " .. map_text(previous)
+        or "putting the gateway back failed too (" .. tostring(berr) .. ")"
+    end
+    if new_text then
+      local wok, werr
+      if old_text then wok, werr = fs.write_atomic(path, old_text) else wok, werr = fs.remove(path) end
+      notes[#notes + 1] = wok and "TRAFFIC.yaml was put back" or "putting TRAFFIC.yaml back failed (" .. tostring(werr) .. ")"
+    end
+    st.change = nil
+    for v, w in pairs(previous) do if st.versions[v] then st.versions[v].weight = w end end
+    -- clearing the intent may fail like the write that failed; the next
+    -- command then finds it and rolls back what is left (a no-op)
+    pcall(self.save_state, self, st)
+    self.changing = false
+    errors.fail(why .. (#notes > 0 and ("; " .. table.concat(notes, "; ")) or ""))
+  end
+  if new_text then
+    local wok, werr = fs.write_atomic(path, new_text)
+    if not wok then undo("cannot write " .. werr) end
+  end
+  local gok, gerr = pcall(self.ensure_gateway, self, st)
+  if not gok then undo(errors.message(gerr), false) end
+  local aok, applied, aerr = pcall(self.gateway.set_weights, self.gateway, self.name, map)
+  if not aok or not applied then
+    undo(aok and aerr or errors.message(applied), true)
+  end
+  for v, w in pairs(map) do st.versions[v].weight = w end
+  st.change = nil
+  local sok, serr = pcall(self.save_state, self, st)
+  if not sok then
+    undo("cannot record the new weights in the state (" .. errors.message(serr) .. "), so the change was undone",
+      true)
+  end
+  self.changing = false
+  return applied
+end
+
+--- Rolls back a weight change another rollout left half-done (its intent
+-- is still in the state: it was killed, or its machine stopped, midway):
+-- the gateway and the state get the weights of before, and TRAFFIC.yaml
+-- its bytes of before when it still holds what that change wrote (a file
+-- changed since is left alone). Called with the lock held. Back, not
+-- forward: the change never reported success, and the weights of before
+-- were in effect and confirmed.
+function Local:recover(st)
+  local c = st.change
+  if type(c) ~= "table" or type(c.from) ~= "table" then
+    st.change = nil
+    self:save_state(st)
+    return
+  end
+  local done = {}
+  local f = c.file
+  if type(f) == "table" and f.path == self.cfg.traffic_file and type(f.after) == "string" then
+    local now = fs.read(f.path, { max = config.MAX_FILE })
+    if now == f.after then
+      if type(f.before) == "string" then fs.write_atomic(f.path, f.before) else fs.remove(f.path) end
+      done[#done + 1] = "TRAFFIC.yaml put back"
+    elseif now ~= f.before then
+      done[#done + 1] = "TRAFFIC.yaml left as it is (changed since)"
+    end
+  end
+  for v, w in pairs(c.from) do
+    if st.versions[v] and math.type(w) == "integer" then st.versions[v].weight = w end
+  end
+  st.change = nil
+  self:save_state(st)
+  if st.gateway_port and next(st.versions) then
+    self:ensure_gateway(st)
+    self.repaired = nil
+    local back, err = self:gateway_back(current_map(st))
+    done[#done + 1] = back and "the gateway put back" or ("the gateway could not be put back: " .. tostring(err))
+  end
+  self:note(string.format("a weight change (%s -> %s, by pid %s) was cut short before it ended: rolled back to " ..
+    "%s (%s)", map_text(c.from), type(c.to) == "table" and map_text(c.to) or "?", tostring(c.pid),
+    weights_text(self:deployed_names(st), current_map(st)), table.concat(done, ", ")))
 end
 
 --- Sets the weights: validate → write TRAFFIC.yaml atomically → apply to the
@@ -327,6 +604,8 @@ end
 -- not named get 0. On invalid input nothing changes (refusal, exit 2).
 -- opts.write = false applies without writing TRAFFIC.yaml.
 -- Returns { previous = {..}, weights = {..} (all deployed versions) }.
+-- The change ends whole even on ^C (deferred until it is done) and, when
+-- the process is killed midway, is rolled back by the next command.
 function Local:set_weights(w, opts)
   opts = opts or {}
   local list = traffic.normalize(w, opts.source or "weights")
@@ -337,9 +616,9 @@ function Local:set_weights(w, opts)
     local old_list, old_text = self:traffic()
     local new_list = traffic.merge(old_list, list, function(v) return st.versions[v] ~= nil end,
       self:deployed_names(st))
-    -- the change itself ends whole even on ^C: file, gateway and state
-    traffic.transaction(self.cfg.traffic_file, new_list, old_text, opts.write,
-      function() self:apply(st, map, previous) end)
+    sys.critical(function()
+      self:change_weights(st, map, previous, opts.write ~= false and new_list or nil, old_text)
+    end)
     return { previous = previous, weights = map, traffic = new_list }
   end)
 end
@@ -376,7 +655,7 @@ end
 
 --- Every deployed version: {name, weight, share, ready, pid, port, gateway}.
 function Local:versions()
-  self:repair()
+  self:heal()
   local st = self:load_state()
   local names = self:deployed_names(st)
   local gw = self.gateway:running() and self.gateway:health(self.name) or {}
@@ -385,7 +664,7 @@ function Local:versions()
   local out = {}
   for _, v in ipairs(names) do
     local info = st.versions[v]
-    local alive = proc.alive(info.pid)
+    local alive = self:alive(info)
     local ok = alive and healthz(info.port, self.cfg.health_path)
     out[#out + 1] = {
       name = v, weight = info.weight or 0, share = total > 0 and (info.weight or 0) / total or 0,
@@ -398,7 +677,7 @@ end
 
 --- Health of one version (or all): the process, /healthz, and the gateway.
 function Local:health(version)
-  self:repair()
+  self:heal()
   local st = self:load_state()
   local gw = self.gateway:running() and self.gateway:health(self.name) or nil
   local function one(v)
@@ -406,7 +685,7 @@ function Local:health(version)
     if not info then
       return { version = v, ok = false, process = false, detail = "not deployed" }
     end
-    local alive = proc.alive(info.pid)
+    local alive = self:alive(info)
     local hz, status = false, nil
     if alive then hz, status = healthz(info.port, self.cfg.health_path) end
     local g = gw and gw[v]
@@ -430,67 +709,160 @@ end
 
 --- The URL verification probes: the service's frontend on the gateway.
 function Local:endpoint()
-  self:repair()
+  self:heal()
   local st = self:load_state()
   if not st.gateway_port then return nil end
   return string.format("http://127.0.0.1:%d%s", st.gateway_port, self.cfg.probe_path)
 end
 
-local function weights_text(names, map)
-  local parts = {}
-  for _, v in ipairs(names) do parts[#parts + 1] = v .. "=" .. tostring(map[v] or 0) end
-  return table.concat(parts, " ")
-end
-
 --- Where the three views of the weights disagree: TRAFFIC.yaml (desired),
 -- the state (what rollout last applied) and the gateway (what HAProxy
--- holds). nil when they agree; else { differences = {...}, repair = "..." }.
+-- holds), and what keeps them from agreeing (a change cut short, a gateway
+-- that is down, a second HAProxy master, a TRAFFIC.yaml that cannot be
+-- applied). nil when they agree; else { differences = {...}, repair = "the
+-- command that repairs it", traffic =, applied =, gateway = }.
+-- Read-only: it changes nothing (the pid file aside, when it is rewritten).
 function Local:drift()
-  local st = self:load_state()
-  if not next(st.versions) then return nil end
-  local names = self:deployed_names(st)
-  local ok, list = pcall(self.traffic, self)
-  if not ok then return nil end -- a broken TRAFFIC.yaml is reported where it is read
-  local desired, recorded = {}, {}
-  for _, v in ipairs(names) do recorded[v] = st.versions[v].weight or 0 end
-  for _, e in ipairs(list) do desired[e.name] = e.weight end
-  local diffs, repair = {}, nil
-  local differs = false
-  for _, v in ipairs(names) do
-    if (desired[v] or 0) ~= recorded[v] then differs = true end
+  local sok, st = pcall(self.load_state, self)
+  if not sok then
+    return { differences = { "the state cannot be read: " .. errors.message(st) },
+             repair = "see the message; `rollout scripts/ops.lua delete_service " .. self.name .. "` starts afresh" }
   end
-  for _, e in ipairs(list) do
-    if e.weight > 0 and not st.versions[e.name] then
-      diffs[#diffs + 1] = string.format("TRAFFIC.yaml gives %s weight %d but %s is not deployed", e.name, e.weight,
-        e.name)
-      repair = repair or string.format("deploy it (rollout scripts/ops.lua start %s %s) or set its weight to 0",
-        self.name, e.name)
+  if not next(st.versions) then return nil end
+  if state.holds(self.lock_file) then return self:drift_of(st) end
+  -- while another rollout works on the service (it holds the lock) the
+  -- views may differ for a moment: nothing to report then
+  local lock, _, code = fs.lock(self.lock_file, { what = self.name })
+  if not lock and code == "locked" then return nil end
+  local ok, res = pcall(function() return self:drift_of(self:load_state()) end)
+  if lock then lock:unlock() end
+  if not ok then error(res, 0) end
+  return res
+end
+
+function Local:drift_of(st)
+  if not next(st.versions) then return nil end
+  local repair_cmd = "rollout scripts/ops.lua repair " .. self.name
+  local names = self:deployed_names(st)
+  local diffs, fixes = {}, {}
+  local function differ(text, fix) diffs[#diffs + 1] = text; fixes[#fixes + 1] = fix end
+  local c = st.change
+  if type(c) == "table" then
+    differ(string.format("a weight change (%s -> %s, by pid %s) was cut short before it ended",
+      type(c.from) == "table" and map_text(c.from) or "?", type(c.to) == "table" and map_text(c.to) or "?",
+      tostring(c.pid)), repair_cmd)
+  end
+  local recorded = {}
+  for _, v in ipairs(names) do recorded[v] = st.versions[v].weight or 0 end
+  local tok, list, text = pcall(self.traffic, self)
+  local desired
+  if not tok then
+    differ("TRAFFIC.yaml cannot be applied: " .. errors.message(list),
+      "fix " .. self.cfg.traffic_file .. ", then: " .. repair_cmd .. " (it never applies a bad file)")
+  elseif text == nil then
+    differ(string.format("there is no TRAFFIC.yaml to say what the weights should be (applied: %s)",
+      weights_text(names, recorded)), "write it (set_weights does), then: " .. repair_cmd)
+  else
+    desired = {}
+    for _, e in ipairs(list) do desired[e.name] = e.weight end
+    -- what update_traffic or repair would refuse
+    local cok, cerr = pcall(self.check_weights, self, list, st, self.cfg.traffic_file)
+    if not cok then
+      differ("TRAFFIC.yaml cannot be applied: " .. errors.message(cerr),
+        "fix " .. self.cfg.traffic_file .. " (or start the version it names), then: " .. repair_cmd)
+    end
+    local differs = false
+    for _, v in ipairs(names) do
+      if (desired[v] or 0) ~= recorded[v] then differs = true end
+    end
+    if differs then
+      differ(string.format("the gateway is not at TRAFFIC.yaml's weights (TRAFFIC.yaml: %s; applied: %s)",
+        weights_text(names, desired), weights_text(names, recorded)),
+        string.format("apply the file with: rollout scripts/ops.lua update_traffic %s (or repair)", self.name))
     end
   end
-  if differs then
-    diffs[#diffs + 1] = string.format("the gateway is not at TRAFFIC.yaml's weights (TRAFFIC.yaml: %s; applied: %s)",
-      weights_text(names, desired), weights_text(names, recorded))
-    repair = string.format("apply the file with: rollout scripts/ops.lua update_traffic %s", self.name)
+  local masters = self.gateway:masters()
+  if #masters > 1 then
+    differ(string.format("%d HAProxy masters serve this state directory (pids %s): fresh connections are split " ..
+      "between them", #masters, table.concat(masters, ", ")), repair_cmd)
   end
+  local gw
   if self.gateway:running() then
-    local gw = self.gateway:weights(self.name)
+    if self.gateway.found then self:note(self.gateway.found); self.gateway.found = nil end
+    gw = self.gateway:weights(self.name)
     local want = haproxy.scale(recorded)
     local bad = gw == nil
     for _, v in ipairs(names) do
       if gw and gw[v] ~= want[v] then bad = true end
     end
     if bad then
-      diffs[#diffs + 1] = string.format("the gateway holds %s, not the applied %s (changed behind rollout's back?)",
-        gw and weights_text(names, gw) or "no weights", weights_text(names, want))
-      repair = repair or string.format("restore them with: rollout scripts/ops.lua update_traffic %s", self.name)
+      differ(string.format("the gateway holds %s, not the applied %s (changed behind rollout's back?)",
+        gw and weights_text(names, gw) or "no weights", weights_text(names, want)), repair_cmd)
     end
   elseif st.gateway_port then
-    diffs[#diffs + 1] = "the gateway is not running"
-    repair = repair or string.format("any rollout command restarts it, e.g. rollout scripts/ops.lua ping %s",
-      self.name)
+    differ(#masters > 0 and string.format("the gateway (master pid %d) does not answer on its admin socket",
+      masters[1]) or "the gateway is not running", repair_cmd)
   end
   if #diffs == 0 then return nil end
-  return { differences = diffs, repair = repair, traffic = desired, applied = recorded }
+  -- one difference: its own fix; several: the command that repairs them all
+  local fix = fixes[1]
+  for _, f in ipairs(fixes) do
+    if f ~= fixes[1] then fix = "repair with: " .. repair_cmd end
+  end
+  if fix == repair_cmd then fix = "repair with: " .. repair_cmd end
+  return { differences = diffs, repair = fix, traffic = desired or json.null, applied = recorded,
+           gateway = gw or json.null }
+end
+
+--- Brings the three views together, TRAFFIC.yaml winning (it is the
+-- desired state: what the user edits, what checks judge against): a weight
+-- change cut short is rolled back, HAProxy masters beside the one in charge
+-- are stopped, a gateway that is down (or does not answer) is started with
+-- its servers, and the file's weights are applied to the gateway and the
+-- state (weights changed behind rollout's back are overwritten). A
+-- TRAFFIC.yaml that is missing or bad, or gives weight to a version that is
+-- not running and healthy, is refused (exit 2) before anything changes.
+-- Returns { weights =, previous =, before = (the drift found, or nil) }.
+function Local:repair()
+  local before = self:drift()
+  local function desired()
+    local list, text = self:traffic()
+    if text == nil then
+      errors.refuse(string.format("%s: no such file: repair makes the gateway match it, so it must say what the " ..
+        "weights are (set_weights writes it)", self.cfg.traffic_file))
+    end
+    return list, text
+  end
+  -- a bad file refuses the repair before anything is touched
+  local list = desired()
+  local st0 = self:load_state()
+  if next(st0.versions) then self:check_weights(list, st0, self.cfg.traffic_file) end
+  return self:locked(function(st)
+    -- (locked rolled back a change cut short: the file may be the one of before)
+    local text
+    list, text = desired()
+    if not next(st.versions) then
+      self:sync_gateway() -- nothing deployed: no gateway either
+      return { weights = {}, previous = {}, before = before }
+    end
+    local map = self:check_weights(list, st, self.cfg.traffic_file)
+    local previous = current_map(st)
+    local glock = state.lock(fs.join(self.gateway.dir, "lock"), "the gateway", 30)
+    local ok, err = pcall(function()
+      local keep = self.gateway:in_charge()
+      if self.gateway.found then self:note(self.gateway.found); self.gateway.found = nil end
+      local others = self.gateway:stop_others(keep)
+      if #others > 0 then
+        self:note(string.format("stopped %d other HAProxy master%s of this state directory (pid %s); pid %s " ..
+          "serves", #others, #others == 1 and "" or "s", table.concat(others, ", "), tostring(keep or "-")))
+      end
+    end)
+    glock:unlock()
+    if not ok then error(err, 0) end
+    sys.critical(function() self:change_weights(st, map, previous, nil, text) end)
+    if self.repaired then self:note(self.repaired); self.repaired = nil end
+    return { weights = map, previous = previous, before = before }
+  end)
 end
 
 --- The weights the gateway reports (HAProxy scale), for checks.
@@ -556,7 +928,7 @@ function Local:remove_version(version, opts)
     st.versions[version] = nil
     self:save_state(st)
     self:sync_gateway()
-    if proc.alive(info.pid) then
+    if self:alive(info) then
       local ok, err = proc.stop(info.pid, { timeout = 5 })
       if not ok then errors.fail(string.format("cannot stop %s (pid %d): %s", version, info.pid, err)) end
     end
@@ -582,7 +954,7 @@ function Local:remove()
     local removed = {}
     for _, v in ipairs(names) do
       local info = infos[v]
-      if proc.alive(info.pid) then
+      if self:alive(info) then
         local ok, err = proc.stop(info.pid, { timeout = 5 })
         if not ok then errors.fail(string.format("cannot stop %s (pid %d): %s", v, info.pid, err)) end
       end
