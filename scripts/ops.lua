@@ -21,7 +21,7 @@ commands:
   delete_service SERVICE        remove every version, route and state of SERVICE
 
 strategies (scripts/strategies/*.lua), from any shell:
-  status SERVICE                phase, step, weights, errors, latency, last verdict (--watch follows it)
+  status SERVICE                phase, step, weights, last measurements (--watch follows it)
   promote SERVICE               end this step's analysis, go to the next (--full: to 100% now)
   abort SERVICE                 back to exactly the weights and routes of before the run
   pause SERVICE / resume SERVICE  hold the run at its step / go on (resumes a stopped run here)
