@@ -14,11 +14,12 @@ to it over 127.0.0.1.
       value, returned by value, is the "dom" of the answer), then takes
       screenshots in light mode, with prefers-color-scheme: dark emulated,
       and with print media emulated (DIR/light.png, dark.png, print.png),
-      reading a few computed colours in each. Prints one JSON document.
+      reading a few computed colours in each (--no-shots: light mode only,
+      no screenshot). Prints one JSON document.
 
-  cdp.py pngstat FILE.png
+  cdp.py pngstat FILE.png [--rows N]
       Width, height, mean luminance (0..1) and the number of distinct
-      colours of a (small) PNG (8-bit RGB/RGBA, non-interlaced, as Chromium
+      colours of a (small) PNG, or of its top N rows (8-bit RGB/RGBA, non-interlaced, as Chromium
       writes them), as JSON. The screenshots of `inspect` come with these
       statistics for a thumbnail of the page.
 """
@@ -250,6 +251,11 @@ def inspect(args):
         cdp.settle(0.5)
         out["dom"] = evaluate(cdp, session, query)
         out["light"] = evaluate(cdp, session, COLOURS)
+        if not args.shots:
+            cdp.settle(0.3)
+            out["console"] = console_messages(cdp.events)
+            cdp.call("Target.closeTarget", {"targetId": target})
+            return finish(out)
         out["screenshots"] = {"light": screenshot(cdp, session, os.path.join(args.out, "light.png"))}
         cdp.call("Emulation.setEmulatedMedia", {"media": "screen",
                                                 "features": [{"name": "prefers-color-scheme", "value": "dark"}]},
@@ -272,16 +278,20 @@ def inspect(args):
         cdp.call("Target.closeTarget", {"targetId": target})
     finally:
         ws.close()
+    finish(out)
+
+
+def finish(out):
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
 
 
-def pngstat(path):
+def pngstat(path, rows):
     with open(path, "rb") as f:
-        return png_stats(f.read())
+        return png_stats(f.read(), rows)
 
 
-def png_stats(data):
+def png_stats(data, max_rows=None):
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise RuntimeError("not a PNG")
     pos, idat, width = 8, [], None
@@ -301,7 +311,8 @@ def png_stats(data):
     prev = bytearray(stride)
     lum_sum, count, colours = 0.0, 0, set()
     pos = 0
-    for y in range(height):
+    rows = height if max_rows is None else min(height, max_rows)
+    for y in range(rows):
         ftype = raw[pos]
         line = bytearray(raw[pos + 1:pos + 1 + stride])
         pos += 1 + stride
@@ -327,7 +338,8 @@ def png_stats(data):
                 lum_sum += (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
                 count += 1
                 colours.add((r, g, b))
-    return {"width": width, "height": height, "luminance": lum_sum / max(1, count), "colours": len(colours)}
+    return {"width": width, "height": height, "rows": rows, "luminance": lum_sum / max(1, count),
+            "colours": len(colours)}
 
 
 def main():
@@ -341,13 +353,15 @@ def main():
     i.add_argument("--out", required=True)
     i.add_argument("--width", type=int, default=1000)
     i.add_argument("--timeout", type=float, default=30)
+    i.add_argument("--no-shots", dest="shots", action="store_false", help="no screenshots, no PDF")
     p = sub.add_parser("pngstat")
     p.add_argument("file")
+    p.add_argument("--rows", type=int, default=None, help="read only the top ROWS rows (faster)")
     args = ap.parse_args()
     if args.cmd == "inspect":
         inspect(args)
     else:
-        json.dump(pngstat(args.file), sys.stdout)
+        json.dump(pngstat(args.file, args.rows), sys.stdout)
         sys.stdout.write("\n")
 
 
