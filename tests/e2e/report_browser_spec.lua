@@ -345,6 +345,28 @@ describe("the report in headless Chromium", function()
     assert.truthy(res.dom.outcome:find("The workflow did not pass.", 1, true))
   end)
 
+  it("run_all --report on the local target: a real run's report in the browser", function()
+    assert(CHROMIUM, NEED)
+    local world = require("tests.helpers.local_env").new()
+    local ok, err = pcall(function()
+      local file = dir .. "/run_all-real.html"
+      local r = world:rollout { "scripts/run_all.lua", "microservice-1", "--report", file }
+      assert.are.equal(0, r.status, r.stdout .. r.stderr)
+      assert.truthy(r.stdout:find("report: " .. file, 1, true))
+      local res = inspect(browser, dir, file, { name = "run_all-real", shots = false })
+      assert.are.same({}, res.console, console_text(res.console))
+      local c = by_id(res.dom)
+      assert.are.same({ "v1", "v2", "v3" }, c.weights.legend)
+      assert.are.same({ "v1", "v2", "v3" }, c.split.legend)
+      assert.are.same({ "v1", "v2", "v3" }, c.split.series)
+      -- 5 split checks (steps 1-5): expected and observed segments, v2 gone at step 4, v1 at step 5
+      assert.are.equal(2 * (2 + 2 + 3 + 2 + 1), c.split.bars)
+      assert.truthy(res.dom.outcome:find("All steps passed.", 1, true))
+    end)
+    world:cleanup()
+    assert(ok, err)
+  end)
+
   it("the checks catch what they look for: a page with a script and a broken chart", function()
     -- a negative control, written by hand as a careless report would be
     assert(CHROMIUM, NEED)
