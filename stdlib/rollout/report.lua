@@ -494,6 +494,7 @@ local function params_table(run)
     else
       v = html.value(v)
     end
+    if v == "" then v = '""' end
     out[#out + 1] = string.format("<tr><td><code>--%s</code></td><td>%s</td></tr>", esc((k:gsub("_", "-"))),
       esc(html.trim(v, 200)))
   end

@@ -267,7 +267,8 @@ end
 --- The lines of a run's status (what `status` prints and --watch redraws):
 -- the phase, the step, the weights as bars, the observed split of the last
 -- confirming sample, each version's error rate and latency from the last
--- measurements, the last verdict of each metric and the last measurements.
+-- measurements, the last verdict of each metric and a tally of the
+-- measurements.
 function ops.status_lines(run, service)
   local lines = {}
   local function add(s) lines[#lines + 1] = s end

@@ -157,6 +157,10 @@ describe("report.render_run", function()
     assert.is_nil(journal:find("an older run", 1, true))
     assert.are.equal(1, count(journal, '<tr class="promote">'))
     assert.are.equal(3, count(journal, '<tr class="set_weights">'))
+    -- the parameters, an empty one shown as such
+    local params = page:match('<table class="params">(.-)</table>')
+    assert.truthy(params:find("<tr><td><code>--steps</code></td><td>10,50,100</td></tr>", 1, true))
+    assert.truthy(params:find("<tr><td><code>--baseline</code></td><td>&quot;&quot;</td></tr>", 1, true))
   end)
 
   it("an aborted canary: the failing look marked, the abort and its reason", function()
