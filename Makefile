@@ -39,12 +39,15 @@ else
 endif
 
 # Debian packages: build, tests (cmocka, busted, python3-jsonschema for the
-# CRD schemas, openssl for the fake API server's certificates), the local
-# target (haproxy), the demo service (libmicrohttpd), benchmarks (wrk, hyperfine).
+# CRD schemas, openssl for the fake API server's certificates, chromium to
+# render the HTML report headless — with --no-sandbox, --disable-gpu it needs
+# no X server, GPU, D-Bus or setuid sandbox; fonts-dejavu-core is the font
+# it draws text with), the local target (haproxy), the demo service
+# (libmicrohttpd), benchmarks (wrk, hyperfine).
 DEB_PACKAGES := build-essential pkg-config liblua5.4-dev lua5.4 libyaml-dev \
 	libcurl4-openssl-dev libcjson-dev libcmocka-dev lua-busted haproxy \
 	libedit-dev libmicrohttpd-dev python3 python3-jsonschema openssl curl \
-	wrk hyperfine tmux procps iproute2
+	wrk hyperfine tmux procps iproute2 chromium fonts-dejavu-core
 
 # The bindings that need libcurl (http, probe, http_session) are built into
 # rollout-net.so, next to the binary, and loaded on first require: libcurl

@@ -1,10 +1,13 @@
 -- The seven-step release workflow: v1+v2 → v3, every step verified.
 --   rollout scripts/run_all.lua SERVICE [ENDPOINT] [--keep-going] [--json] [--json-file FILE]
+--                                [--report FILE]
 -- Runs steps 0–6 in order (each is also a script of its own in
 -- scripts/steps/), stops at the first failure unless --keep-going, prints a
 -- summary and exits non-zero on any failure. --json prints a machine-
 -- readable report on stdout (the human output goes to stderr);
--- --json-file writes it to FILE.
+-- --json-file writes it to FILE. --report FILE writes the HTML report
+-- (rollout.report: weights per step, observed split against the weights,
+-- every step and check) — one self-contained file to open in a browser.
 local step = require "rollout.step"
 local cli = require "rollout.cli"
 local ui = require "rollout.ui"
@@ -14,10 +17,11 @@ local time = require "rollout.time"
 local sys = require "rollout.sys"
 local errors = require "rollout.errors"
 
-local usage = "usage: rollout scripts/run_all.lua SERVICE [ENDPOINT] [--keep-going] [--json] [--json-file FILE] [--wait]"
+local usage = "usage: rollout scripts/run_all.lua SERVICE [ENDPOINT] [--keep-going] [--json] [--json-file FILE] [--report FILE] [--wait]"
 local opts, pos = cli.parse(cli.args(...), {
   usage = usage,
-  flags = { keep_going = "boolean", json = "boolean", json_file = "string", wait = "boolean", endpoint = "string" },
+  flags = { keep_going = "boolean", json = "boolean", json_file = "string", report = "string", wait = "boolean",
+            endpoint = "string" },
 })
 local service, endpoint = pos[1], pos[2] or opts.endpoint
 if not service then errors.refuse("no SERVICE given\n" .. usage) end
@@ -92,7 +96,7 @@ else
   end
 end
 
-if opts.json or opts.json_file then
+if opts.json or opts.json_file or opts.report then
   local doc = {
     service = service, target = svc.target_name, ok = failed == 0 and not_run == 0,
     interrupted = interrupted and interrupted.step or nil,
@@ -104,6 +108,11 @@ if opts.json or opts.json_file then
   if opts.json_file then
     local ok, err = fs.write_atomic(opts.json_file, text)
     if not ok then errors.fail("cannot write " .. opts.json_file .. ": " .. err) end
+  end
+  if opts.report then
+    local ok, err = fs.write_atomic(opts.report, require("rollout.report").render_run_all(doc))
+    if not ok then errors.fail("cannot write " .. opts.report .. ": " .. err) end
+    ui.info("report: " .. opts.report)
   end
 end
 

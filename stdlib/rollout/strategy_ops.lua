@@ -249,7 +249,29 @@ local function ago(t)
   return string.format("%.1fh ago", d / 3600)
 end
 
---- The lines of a run's status (what `status` prints and --watch redraws).
+-- A reason or other text on one line of at most `max` characters.
+local function one_line(s, max)
+  s = tostring(s or ""):gsub("[%c]+", " ")
+  if (utf8.len(s) or #s) > max then
+    local cut = utf8.offset(s, max) or (max + 1)
+    s = s:sub(1, cut - 1) .. "…"
+  end
+  return s
+end
+
+local VERDICT_MARK = { pass = { "✓", "green" }, fail = { "✗", "red" }, error = { "✗", "red" },
+                       inconclusive = { "?", "yellow" }, no_data = { "∅", "yellow" } }
+
+local function verdict_mark(outcome)
+  local m = VERDICT_MARK[outcome] or { "·", "yellow" }
+  return ui.paint(m[1], m[2])
+end
+
+--- The lines of a run's status (what `status` prints and --watch redraws):
+-- the phase, the step, the weights as bars, the observed split of the last
+-- confirming sample, each version's error rate and latency from the last
+-- measurements, the last verdict of each metric and a tally of the
+-- measurements.
 function ops.status_lines(run, service)
   local lines = {}
   local function add(s) lines[#lines + 1] = s end
@@ -257,40 +279,85 @@ function ops.status_lines(run, service)
     add(string.format("%s: no strategy run", service))
     return lines
   end
+  local html = require "rollout.report.html"
+  local latest = require("rollout.report").latest(run)
   local mark = run.phase == "succeeded" and ui.paint("✓", "green") or
     ((run.phase == "aborted" or run.phase == "failed") and ui.paint("✗", "red")) or ui.paint("●", "yellow")
-  add(string.format("%s %s of %s %s: %s", mark, run.strategy, run.service, run.version, ui.paint(run.phase, "bold")))
+  add(string.format("%s %s of %s %s: %s", mark, tostring(run.strategy), tostring(run.service), tostring(run.version),
+    ui.paint(tostring(run.phase), "bold")))
   local steps = run.params and type(run.params.steps) == "table" and #run.params.steps or nil
   add(string.format("  step %s%s%s", tostring(run.step), steps and ("/" .. steps) or "",
-    run.step_title and (": " .. run.step_title) or ""))
-  if run.pause_reason then add("  paused: " .. run.pause_reason) end
-  if run.abort_reason then add("  aborted: " .. run.abort_reason) end
+    run.step_title and (": " .. tostring(run.step_title)) or ""))
+  if run.pause_reason then add("  paused: " .. tostring(run.pause_reason)) end
+  if run.abort_reason then add("  aborted: " .. tostring(run.abort_reason)) end
   local owner = run.owner and run.owner.pid
   if journal.active(run) then
     if journal.owner_alive(run) then
       add(string.format("  running in pid %d (%s)", owner, tostring(run.owner.who)))
     else
-      add(string.format("  no process runs it: rollout scripts/ops.lua resume %s (or abort)", run.service))
+      add(string.format("  no process runs it: rollout scripts/ops.lua resume %s (or abort)", tostring(run.service)))
     end
   end
   local total = 0
-  for _, w in pairs(run.weights or {}) do total = total + w end
+  for _, w in pairs(run.weights or {}) do if type(w) == "number" then total = total + w end end
   local rows, names = {}, {}
-  for v in pairs(run.weights or {}) do names[#names + 1] = v end
+  for v, w in pairs(run.weights or {}) do if type(w) == "number" then names[#names + 1] = v end end
   table.sort(names)
   for _, v in ipairs(names) do
     rows[#rows + 1] = { name = v, weight = run.weights[v], share = total > 0 and run.weights[v] / total or 0 }
   end
   add("  weights:")
-  for _, l in ipairs(ui.traffic_lines(rows, 24)) do add("    " .. l) end
-  local ms = run.measurements or {}
-  if #ms > 0 then
-    add("  last measurements:")
-    for i = math.max(1, #ms - 5), #ms do
-      local m = ms[i]
-      add(string.format("    step %s  %-10s %-12s %s", tostring(m.step), m.outcome or "?", m.metric or "?",
-        m.reason or ""))
+  for _, l in ipairs(ui.traffic_lines(rows, 24)) do add("    " .. ui.paint(l, "cyan")) end
+  -- what the gateway served in the last confirming sample
+  local obs = type(run.observed) == "table" and type(run.observed.counts) == "table" and run.observed.counts
+  if obs then
+    local n, parts, vs = 0, {}, {}
+    for v, c in pairs(obs) do if type(c) == "number" then n = n + c; vs[#vs + 1] = v end end
+    table.sort(vs)
+    for _, v in ipairs(vs) do parts[#parts + 1] = string.format("%s %s", v, html.pct(n > 0 and obs[v] / n or 0)) end
+    if n > 0 then
+      add(string.format("  observed (last confirming sample, n=%d, for %s): %s", n,
+        html.weights(run.observed.weights or run.weights), table.concat(parts, "  ")))
     end
+  end
+  -- each side's error rate and latency, from the last measurements
+  if latest.measured then
+    add("  analysis (the last look, cumulative):")
+    local trows = {}
+    for _, r in ipairs(latest.rows) do
+      local err = "-"
+      if r.error_rate then
+        err = html.rate(r.error_rate)
+        if r.errors and r.n then err = string.format("%s (%d/%d)", err, math.floor(r.errors), math.floor(r.n)) end
+      end
+      trows[#trows + 1] = { r.label, err, r.p50 and html.ms(r.p50) or "-", r.p90 and html.ms(r.p90) or "-",
+                            r.p99 and html.ms(r.p99) or "-" }
+    end
+    for _, l in ipairs(ui.table({ { title = "version" }, { title = "errors", right = true },
+                                  { title = "p50", right = true }, { title = "p90", right = true },
+                                  { title = "p99", right = true } }, trows)) do
+      add("  " .. l)
+    end
+  end
+  if #latest.verdicts > 0 then
+    add("  last verdict:")
+    for _, m in ipairs(latest.verdicts) do
+      add(string.format("    %s %-12s step %-3s %s", verdict_mark(m.outcome), one_line(m.metric or "?", 24),
+        tostring(m.step or "-"), one_line(m.reason or m.outcome, 100)))
+    end
+  end
+  local ms = type(run.measurements) == "table" and run.measurements or {}
+  if #ms > 0 then
+    local tally, order = {}, {}
+    for _, m in ipairs(ms) do
+      local o = tostring(m.outcome or "?")
+      if not tally[o] then order[#order + 1] = o end
+      tally[o] = (tally[o] or 0) + 1
+    end
+    local parts = {}
+    for _, o in ipairs(order) do parts[#parts + 1] = tally[o] .. " " .. o end
+    add(string.format("  measurements: %d (%s)%s", #ms, table.concat(parts, ", "),
+      #ms >= journal.KEEP_MEASUREMENTS and ", the last ones; all in the report and the journal" or ""))
   end
   add(string.format("  started %s, updated %s", ago(run.started), ago(run.updated)))
   return lines
