@@ -340,6 +340,45 @@ static int fs_readlink(lua_State *L)
     return 1;
 }
 
+/* fs.append(path, data [, {mode = 0600}]) -> true | nil, msg, code
+ * One write(2) of data at the end of a regular file (created with mode),
+ * never through a symlink (O_NOFOLLOW): journals in the state directory. */
+static int fs_append(lua_State *L)
+{
+    const char *path = check_path(L, 1);
+    size_t len, off = 0;
+    const char *data = luaL_checklstring(L, 2, &len);
+    lua_Integer mode = 0600;
+    struct stat st;
+    int fd, err;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        mode = (lua_Integer)rollout_optfield_number(L, 3, "mode", 0600);
+    }
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, (mode_t)mode);
+    if (fd < 0)
+        return rollout_fail_errno(L, errno, "%s", path);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return rollout_fail(L, "invalid", "%s: not a regular file", path);
+    }
+    while (off < len) {
+        ssize_t n = write(fd, data + off, len - off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            err = errno;
+            close(fd);
+            return rollout_fail_errno(L, err, "%s", path);
+        }
+        off += (size_t)n;
+    }
+    if (close(fd) != 0)
+        return rollout_fail_errno(L, errno, "%s", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int by_name(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -850,6 +889,7 @@ int luaopen_rollout_fs(lua_State *L)
     static const luaL_Reg funcs[] = {
         {"read", fs_read},
         {"write_atomic", fs_write_atomic},
+        {"append", fs_append},
         {"exists", fs_exists},
         {"stat", fs_stat},
         {"mkdir_p", fs_mkdir_p},

@@ -436,11 +436,32 @@ end
 local function pct(x) return string.format("%.1f%%", 100 * x) end
 
 -- A judged measurement from a rollout.judge verdict.
+-- Each baseline version's own figures (n, errors, p50/p90/p99), so a
+-- pooled baseline can still be read version by version.
+local function per_version(data)
+  local out
+  for v, acc in pairs(data.per_version or {}) do
+    out = out or {}
+    local l = acc.latencies or {}
+    local function q(p)
+      if #l == 0 then return nil end
+      if type(l) ~= "table" then return l:quantile(p) end
+      local sorted = {}
+      for i = 1, #l do sorted[i] = l[i] end
+      table.sort(sorted)
+      return sorted[math.max(1, math.min(#sorted, math.ceil(p * #sorted)))]
+    end
+    out[v] = { n = acc.n, errors = acc.errors, p50 = q(0.5), p90 = q(0.9), p99 = q(0.99) }
+  end
+  return out
+end
+
 local function judged(ctx, m, v, data, what)
   local out = {
     value = v.value, p = v.p, query = data.query, n = data.canary.n,
     reason = string.format("%s: %s", ctx.canary, v.reason or v.outcome),
-    stats = { canary_n = data.canary.n, baseline_n = data.baseline.n, look = data.look },
+    stats = { canary_n = data.canary.n, baseline_n = data.baseline.n, look = data.look,
+              per_version = per_version(data) },
     version = ctx.canary,
   }
   if v.outcome == "undecided" then

@@ -499,6 +499,8 @@ C_DOCS = {
   ["rollout.fs"] = { doc = "files: atomic writes, advisory locks, read, list, mkdir -p, remove_tree", fields = {
     read = { "(path [, {nofollow =, max =, any =}]) -> string | nil, msg, code",
              "a whole regular file (a FIFO or device is refused unless any)" },
+    append = { "(path, data [, {mode = 0600}]) -> true | nil, msg, code",
+               "appends to a regular file, never through a symlink" },
     write_atomic = { "(path, data [, {mode =, fsync = true}]) -> true | nil, msg, code",
                      "temp file + fsync + rename" },
     exists = { "(path) -> boolean", "follows symlinks" },

@@ -100,10 +100,8 @@ function journal.append(service, entry)
   entry.t = entry.t or time.wall()
   entry.who = entry.who or journal.who()
   local line = json.encode(entry) .. "\n"
-  local f, ferr = io.open(p.log, "a")
-  if not f then errors.fail("cannot write the journal " .. p.log .. ": " .. tostring(ferr)) end
-  f:write(line)
-  f:close()
+  local wok, werr = fs.append(p.log, line, { mode = tonumber("600", 8) })
+  if not wok then errors.fail("cannot write the journal: " .. tostring(werr)) end
   return entry
 end
 

@@ -344,6 +344,8 @@ function Run:set_weights(w, why)
   local ok, last, wrong = self.service:confirm(res.weights)
   if not ok then errors.fail(wrong.message) end
   self:sample_split(last)
+  -- what the confirming sample saw, for reports (observed vs expected over time)
+  self:log { action = "observed", observed = self.run.observed }
   return res
 end
 
@@ -694,6 +696,33 @@ function Run:sampler(canary, baseline)
   return self.samplers[key]
 end
 
+--- A value as JSON can keep it: NaN and the infinities as the strings
+-- "NaN", "+Inf", "-Inf" (as Prometheus writes them), tables copied that
+-- way (depth-limited), functions and userdata as their type name.
+function strategy.storable(v, depth)
+  depth = depth or 0
+  local t = type(v)
+  if t == "number" then
+    if v ~= v then return "NaN" end
+    if v == math.huge then return "+Inf" end
+    if v == -math.huge then return "-Inf" end
+    return v
+  elseif t == "table" then
+    if depth > 8 then return "(nested too deep)" end
+    local mt = getmetatable(v)
+    if mt == json.null or v == json.null then return v end
+    local o = {}
+    for k, x in pairs(v) do
+      if type(k) == "string" or math.type(k) == "integer" then o[k] = strategy.storable(x, depth + 1) end
+    end
+    if type(mt) == "table" and rawget(mt, "__jsontype") then setmetatable(o, mt) end
+    return o
+  elseif t == "string" or t == "boolean" or t == "nil" then
+    return v
+  end
+  return "(" .. t .. ")"
+end
+
 --- Records a measurement: rollout.json keeps the last ones, the journal all.
 function Run:record(m)
   local line = string.format("  %s %-12s %s", m.outcome == "pass" and ui.paint("✓", "green")
@@ -701,8 +730,9 @@ function Run:record(m)
     m.metric, m.reason or m.outcome)
   say(self, line)
   local keep = { t = m.t, step = self.run.step, metric = m.metric, outcome = m.outcome, effect = m.effect,
-                 value = m.value, n = m.n, reason = m.reason, query = m.query, p = m.p, dry_run = m.dry_run,
-                 version = m.version, stats = m.stats }
+                 value = strategy.storable(m.value), n = m.n, reason = m.reason, query = m.query,
+                 p = strategy.storable(m.p), dry_run = m.dry_run, version = m.version,
+                 stats = strategy.storable(m.stats) }
   self.run.measurements = self.run.measurements or {}
   table.insert(self.run.measurements, keep)
   while #self.run.measurements > journal.KEEP_MEASUREMENTS do table.remove(self.run.measurements, 1) end

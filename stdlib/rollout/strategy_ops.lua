@@ -417,6 +417,10 @@ function ops.history(svc, opts)
     if e.action == "measurement" then
       what = string.format("measurement %s %s: %s", tostring(e.metric), tostring(e.outcome), tostring(e.reason))
       e.why = nil
+    elseif e.action == "observed" then
+      local o = type(e.observed) == "table" and e.observed or {}
+      what = "observed " .. strategy.weights_text(type(o.counts) == "table" and o.counts or {}) ..
+        " (the confirming sample)"
     elseif e.action == "control" then
       what = string.format("control %s: %s", tostring(e.request), tostring(e.result))
     elseif e.action == "step" then

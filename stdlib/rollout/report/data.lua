@@ -278,6 +278,9 @@ function data.run_model(run, history)
     local t = rel(e.t)
     if w and t then
       changes[#changes + 1] = { t = t, w = w, action = e.action, why = e.why, observed = e.observed }
+    elseif e.action == "observed" and #changes > 0 and changes[#changes].observed == nil then
+      -- the confirming sample of the change just before (rollout.strategy)
+      changes[#changes].observed = e.observed
     end
   end
   local final = clean_weights(run.weights)
