@@ -1,0 +1,66 @@
+--- Fuzz check for rollout.yaml (runtime/yaml.c): load with positions,
+-- load_all, dump of what loaded; the round trip must load again, equal.
+local yaml = require "rollout.yaml"
+local F = require "fuzz_common"
+
+local NAME = "in.yaml"
+
+-- Every table has a position, and so has each of its values (and keys of
+-- mappings); all within the text.
+local function check_positions(v, pos, lines, longest, seen)
+  if type(v) ~= "table" or seen[v] then return end
+  seen[v] = true
+  local p = pos[v]
+  if not p then error("a table without a position") end
+  F.check_mark(p.line, p.col, lines, longest, "table")
+  local is_map = getmetatable(v).__jsontype == "object"
+  for k, x in pairs(v) do
+    local at = p.at[k]
+    if not at then error("no position for the value of key " .. tostring(k)) end
+    F.check_mark(at.line, at.col, lines, longest, "value")
+    if is_map then
+      local kp = p.keys[k]
+      if not kp then error("no position for key " .. tostring(k)) end
+      F.check_mark(kp.line, kp.col, lines, longest, "key")
+    end
+    check_positions(x, pos, lines, longest, seen)
+  end
+end
+
+-- dump, load again: the same value (and dump of that: the same text)
+local function round_trip(doc, opts, what)
+  local ok, text = pcall(yaml.dump, doc, opts)
+  if not ok then error(what .. ": dump of a loaded value raised: " .. tostring(text)) end
+  local back, err = yaml.load(text, opts)
+  if back == nil then error(what .. ": dump's output does not load: " .. err .. "\n--- output:\n" .. text) end
+  F.assert_same(doc, back, what .. ": round trip")
+  local again = yaml.dump(back, opts)
+  if again ~= text then error(what .. ": dump is not stable:\n" .. text .. "\n--- vs\n" .. again) end
+end
+
+-- Documents beyond this many nodes (alias expansion: the default cap is
+-- 1,000,000) are only loaded, to see that the caps hold in time; the
+-- checks below would cost the fuzzer seconds for each.
+local CHECKED_NODES = 20000
+
+return function(data)
+  local doc, pos = yaml.load(data, { name = NAME, positions = true })
+  if doc ~= nil and not yaml.load(data, { max_nodes = CHECKED_NODES }) then return end
+  local docs, err = yaml.load_all(data, { name = NAME })
+  if doc == nil then
+    F.check_located(pos, NAME, data, "load error")
+    if docs ~= nil then error("load refused what load_all accepted: " .. pos) end
+    if err ~= pos then error("load and load_all disagree: " .. pos .. " vs " .. tostring(err)) end
+    if pos:find("nesting deeper than", 1, true) then
+      -- the largest depth the binding accepts: the C stack must hold
+      local deep = yaml.load(data, { max_depth = 1000 })
+      if deep ~= nil then round_trip(deep, { max_depth = 1000 }, "max_depth 1000") end
+    end
+    return
+  end
+  if docs == nil then error("load_all refused what load accepted: " .. err) end
+  F.assert_same(docs[1] == nil and yaml.null or docs[1], doc, "load vs load_all")
+  local lines, longest = F.extent(data)
+  check_positions(doc, pos, lines, longest, {})
+  for i, d in ipairs(docs) do round_trip(d, nil, "document " .. i) end
+end
