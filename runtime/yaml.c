@@ -324,14 +324,64 @@ static int yerr(yctx *c, yaml_mark_t m, const char *fmt, ...)
 #endif
     ;
 
+/* 1-based line and column (in characters) of byte offset off, counted the
+ * way libyaml counts its marks: CR, LF, CRLF, NEL, LS and PS end a line, and
+ * a leading byte order mark is not a column. For the reader's errors, which
+ * libyaml gives as a byte offset: rc_position counts LF only. */
+static void yaml_position(const char *text, size_t len, size_t off, size_t *line, size_t *col)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t l = 1, c = 1, i = 0;
+    if (off > len)
+        off = len;
+    if (len >= 3 && s[0] == 0xEF && s[1] == 0xBB && s[2] == 0xBF)
+        i = 3;
+    while (i < off) {
+        size_t brk = 0;
+        if (s[i] == '\r')
+            brk = i + 1 < len && s[i + 1] == '\n' ? 2 : 1;
+        else if (s[i] == '\n')
+            brk = 1;
+        else if (s[i] == 0xC2 && i + 1 < len && s[i + 1] == 0x85)
+            brk = 2;
+        else if (s[i] == 0xE2 && i + 2 < len && s[i + 1] == 0x80 && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9))
+            brk = 3;
+        if (brk > 0) {
+            l++;
+            c = 1;
+            i += brk;
+            continue;
+        }
+        if ((s[i] & 0xC0) != 0x80)
+            c++;
+        i++;
+    }
+    *line = l;
+    *col = c;
+}
+
+/* The 1-based position of a mark in messages. At the end of a text without
+ * a final line break libyaml "forces a new line": its mark is then on a line
+ * the text does not have; the end of the text is reported instead. */
+static void mark_position(const yctx *c, yaml_mark_t m, size_t *line, size_t *col)
+{
+    size_t eline, ecol;
+    *line = m.line + 1;
+    *col = m.column + 1;
+    yaml_position(c->text, c->len, c->len, &eline, &ecol);
+    if (*line > eline || (*line == eline && *col > ecol)) {
+        *line = eline;
+        *col = ecol;
+    }
+}
+
 static int yerr(yctx *c, yaml_mark_t m, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(c->emsg, sizeof c->emsg, fmt, ap);
     va_end(ap);
-    c->eline = m.line + 1;
-    c->ecol = m.column + 1;
+    mark_position(c, m, &c->eline, &c->ecol);
     return -1;
 }
 
@@ -343,16 +393,18 @@ static int parser_error(yctx *c)
     case YAML_MEMORY_ERROR:
         return luaL_error(c->L, "yaml: not enough memory");
     case YAML_READER_ERROR:
-        rc_position(c->text, c->len, p->problem_offset, &c->eline, &c->ecol);
+        yaml_position(c->text, c->len, p->problem_offset, &c->eline, &c->ecol);
         if (p->problem_value != -1)
             snprintf(c->emsg, sizeof c->emsg, "%s (#%X)", problem, (unsigned)p->problem_value);
         else
             snprintf(c->emsg, sizeof c->emsg, "%s", problem);
         return -1;
     default:
-        if (p->context != NULL)
-            return yerr(c, p->problem_mark, "%s (%s at line %zu, column %zu)", problem, p->context,
-                        p->context_mark.line + 1, p->context_mark.column + 1);
+        if (p->context != NULL) {
+            size_t line, col;
+            mark_position(c, p->context_mark, &line, &col);
+            return yerr(c, p->problem_mark, "%s (%s at line %zu, column %zu)", problem, p->context, line, col);
+        }
         return yerr(c, p->problem_mark, "%s", problem);
     }
 }
