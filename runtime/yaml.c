@@ -30,6 +30,11 @@
  *     refused, as is an undefined alias.
  *   - load returns the first document; the rest of the stream is still
  *     parsed, so a syntax error further down refuses the whole input.
+ *   - Positions (opts.positions): a second result, weak-keyed by table:
+ *     pos[t] = {line=, col=, at = {key -> {line=, col=}}, keys = {...}}
+ *     (keys for mappings); pos.root (load) or pos.roots[i] (load_all) is
+ *     where a document's root node begins (1:1 when there is none), so a
+ *     document that is a scalar can be located too.
  *
  * Dumping walks the value with the shared walker (runtime/convert.c) and
  * feeds libyaml's emitter (block style, 2-space indent, block sequences in
@@ -313,6 +318,7 @@ typedef struct yctx {
     int pos;     /* stack index of the weak positions table, 0 when off */
     int anchors; /* stack index of {anchor -> {v=, n=, h=}} (this document) */
     int inprog;  /* stack index of {anchor -> count} being defined */
+    int roots;   /* stack index of the list of documents' root marks, 0 when off */
     unsigned long events;
     size_t eline, ecol;
     char emsg[400];
@@ -910,7 +916,13 @@ static int run(yctx *c, int all, int results)
             return yerr(c, c->y->ev.start_mark, "unexpected YAML event %d", (int)c->y->ev.type);
         lua_newtable(L); /* anchors are per document */
         lua_replace(L, c->anchors);
-        if (next_event(c) != 0 || build(c, 0, &n, &h) != 0)
+        if (next_event(c) != 0)
+            return -1;
+        if (c->roots != 0) {
+            push_mark(L, c->y->ev.start_mark);
+            lua_rawseti(L, c->roots, docs + 1);
+        }
+        if (build(c, 0, &n, &h) != 0)
             return -1;
         lua_rawseti(L, results, ++docs);
         if (next_event(c) != 0) /* document end */
@@ -962,6 +974,8 @@ static int load_text(lua_State *L, const char *text, size_t len, const yopts *yo
         lua_setfield(L, -2, "__mode");
         lua_setmetatable(L, -2);
         c.pos = lua_gettop(L);
+        lua_newtable(L);
+        c.roots = lua_gettop(L);
     }
     lua_newtable(L);
     results = lua_gettop(L);
@@ -981,7 +995,21 @@ static int load_text(lua_State *L, const char *text, size_t len, const yopts *yo
     }
     if (!yo->positions)
         return 1;
+    /* pos.root (load) / pos.roots (load_all): where the documents' root
+     * nodes are, so that a scalar document can be located too; 1:1 when
+     * there is no document */
     lua_pushvalue(L, c.pos);
+    if (all) {
+        lua_pushvalue(L, c.roots);
+        lua_setfield(L, -2, "roots");
+    } else {
+        if (lua_rawgeti(L, c.roots, 1) == LUA_TNIL) {
+            yaml_mark_t start = {0, 0, 0};
+            lua_pop(L, 1);
+            push_mark(L, start);
+        }
+        lua_setfield(L, -2, "root");
+    }
     return 2;
 }
 

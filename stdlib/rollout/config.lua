@@ -121,6 +121,7 @@ local cache = {}
 function config.parse(text, file, service)
   local doc, pos = yaml.load(text, { name = file, positions = true })
   if doc == nil then errors.refuse(pos) end
+  if doc == yaml.null then doc = {} end -- empty: "name: is required"
   local cfg = S.check(doc, config.spec, { file = file, pos = pos })
   if cfg.name ~= service then
     S.refuse_at({ file = file, pos = pos }, doc, "name", "name",

@@ -48,6 +48,9 @@ local function where(ctx, parent, key)
     local at = key ~= nil and p.at and p.at[key]
     if at then line, col = at.line, at.col else line, col = p.line, p.col end
   end
+  -- the document itself (a scalar, or a table made for an empty one): where
+  -- its root begins
+  if not line and ctx.pos and ctx.pos.root then line, col = ctx.pos.root.line, ctx.pos.root.col end
   if line then return string.format("%s:%d:%d", ctx.file or "<input>", line, col or 1) end
   return ctx.file or "<input>"
 end

@@ -430,6 +430,18 @@ z:
       assert.same({ line = 6, col = 6 }, pos[t.c].at.d)
     end)
 
+    it("gives where the document's root begins, for scalar documents too (fuzz finding)", function()
+      local _, pos = yaml.load("# a comment\n\n  50\n", { positions = true })
+      assert.same({ line = 3, col = 3 }, pos.root)
+      local t, pos2 = yaml.load("---\nversions: []\n", { positions = true })
+      assert.same({ line = 2, col = 1 }, pos2.root)
+      assert.same({ line = 2, col = 1 }, { line = pos2[t].line, col = pos2[t].col })
+      _, pos = yaml.load("# nothing\n", { positions = true })
+      assert.same({ line = 1, col = 1 }, pos.root)
+      local _, pos3 = yaml.load_all("a\n--- [1]\n---\n", { positions = true })
+      assert.same({ { line = 1, col = 1 }, { line = 2, col = 5 }, { line = 4, col = 1 } }, pos3.roots)
+    end)
+
     it("uses 1-based columns in characters", function()
       local t, pos = yaml.load("é: [ü, x]\n", { positions = true })
       assert.same({ line = 1, col = 8 }, pos[t["é"]].at[2])
