@@ -34,6 +34,9 @@ local function describe(v)
   return t
 end
 
+local KIND_TEXT = { object = "a mapping", map = "a mapping", list = "a list", string = "a string",
+  integer = "an integer", number = "a number", boolean = "true or false" }
+
 local function path_join(path, key)
   if type(key) == "number" then return string.format("%s[%d]", path, key) end
   if path == "" then return key end
@@ -109,7 +112,13 @@ function check(v, spec, ctx, parent, key, path)
     end
     local out = {}
     for i, item in ipairs(v) do
-      out[i] = check_value(item, spec.item, ctx, v, i, path_join(path, i))
+      if item == NULL and NULL ~= nil and spec.item.kind ~= "any" then
+        -- an empty item ("- " alone): refused, or the list would have a
+        -- hole and ipairs would silently stop before the items after it
+        refuse(ctx, v, i, path_join(path, i), "must be " .. (KIND_TEXT[spec.item.kind] or spec.item.kind) ..
+          ", not null (an empty item)")
+      end
+      out[i] = item == NULL and item or check_value(item, spec.item, ctx, v, i, path_join(path, i))
     end
     v = out
   elseif k == "object" or k == "map" then

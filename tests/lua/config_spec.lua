@@ -49,6 +49,14 @@ describe("rollout.config.parse", function()
       refusal(config.parse, "- name: microservice-1\n", FILE, "microservice-1"))
   end)
 
+  it("refuses an empty item of local.command (fuzz finding)", function()
+    -- was accepted with a hole: argv[1] was nil when the version started
+    assert.equal(FILE .. ":3:13: local.command[1]: must be a string, not null (an empty item)",
+      refusal(config.parse, "name: microservice-1\nlocal:\n  command: [~, a]\n", FILE, "microservice-1"))
+    assert.equal(FILE .. ":5:4: local.command[2]: must be a string, not null (an empty item)",
+      refusal(config.parse, "name: microservice-1\nlocal:\n  command:\n  - a\n  -\n", FILE, "microservice-1"))
+  end)
+
   it("refuses a name that is not the directory's, at the name", function()
     assert.equal(FILE .. ":2:7: name: is \"other\" but the directory is \"microservice-1\"",
       refusal(config.parse, "port: 1\nname: other\n", FILE, "microservice-1"))

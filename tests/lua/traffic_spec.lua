@@ -29,6 +29,14 @@ describe("rollout.traffic.parse", function()
       refusal(traffic.parse, "--- v1\n", "TRAFFIC.yaml"))
   end)
 
+  it("refuses an empty item instead of dropping the versions after it (fuzz finding)", function()
+    -- was accepted as { [1] = v1, [3] = v2 }: ipairs stopped at the hole, v2 silently lost its weight
+    assert.equal("TRAFFIC.yaml:4:2: versions[2]: must be a mapping, not null (an empty item)",
+      refusal(traffic.parse, "versions:\n- name: v1\n  weight: 50\n-\n- name: v2\n  weight: 50\n", "TRAFFIC.yaml"))
+    assert.equal("TRAFFIC.yaml:1:12: versions[1]: must be a mapping, not null (an empty item)",
+      refusal(traffic.parse, "versions: [~, {name: v1, weight: 1}]\n", "TRAFFIC.yaml"))
+  end)
+
   it("still locates fields in the file", function()
     assert.equal("TRAFFIC.yaml:3:11: versions[1].weight: must be >= 0 (got -5)",
       refusal(traffic.parse, "versions:\n- name: v1\n  weight: -5\n", "TRAFFIC.yaml"))
