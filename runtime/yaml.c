@@ -321,6 +321,7 @@ typedef struct yctx {
     int roots;   /* stack index of the list of documents' root marks, 0 when off */
     unsigned long events;
     size_t eline, ecol;
+    size_t end_line, end_col; /* where the text ends (yaml_position) */
     char emsg[400];
 } yctx;
 
@@ -366,18 +367,17 @@ static void yaml_position(const char *text, size_t len, size_t off, size_t *line
     *col = c;
 }
 
-/* The 1-based position of a mark in messages. At the end of a text without
- * a final line break libyaml "forces a new line": its mark is then on a line
- * the text does not have; the end of the text is reported instead. */
+/* The 1-based position of a mark, in messages and positions. At the end of
+ * a text without a final line break libyaml "forces a new line": its mark
+ * is then on a line the text does not have; the end of the text is given
+ * instead. */
 static void mark_position(const yctx *c, yaml_mark_t m, size_t *line, size_t *col)
 {
-    size_t eline, ecol;
     *line = m.line + 1;
     *col = m.column + 1;
-    yaml_position(c->text, c->len, c->len, &eline, &ecol);
-    if (*line > eline || (*line == eline && *col > ecol)) {
-        *line = eline;
-        *col = ecol;
+    if (*line > c->end_line || (*line == c->end_line && *col > c->end_col)) {
+        *line = c->end_line;
+        *col = c->end_col;
     }
 }
 
@@ -436,12 +436,15 @@ static int too_many_nodes(yctx *c, yaml_mark_t m)
 }
 
 /* Pushes {line=, col=} (1-based) */
-static void push_mark(lua_State *L, yaml_mark_t m)
+static void push_mark(yctx *c, yaml_mark_t m)
 {
+    lua_State *L = c->L;
+    size_t line, col;
+    mark_position(c, m, &line, &col);
     lua_createtable(L, 0, 2);
-    lua_pushinteger(L, (lua_Integer)m.line + 1);
+    lua_pushinteger(L, (lua_Integer)line);
     lua_setfield(L, -2, "line");
-    lua_pushinteger(L, (lua_Integer)m.column + 1);
+    lua_pushinteger(L, (lua_Integer)col);
     lua_setfield(L, -2, "col");
 }
 
@@ -449,7 +452,7 @@ static void push_mark(lua_State *L, yaml_mark_t m)
 static void new_pos_entry(yctx *c, int t, yaml_mark_t m, int is_map)
 {
     lua_State *L = c->L;
-    push_mark(L, m);
+    push_mark(c, m);
     lua_newtable(L);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "at");
@@ -841,7 +844,7 @@ static int build_collection(yctx *c, int depth, lua_Integer *count, int *height)
         if (!is_map) {
             lua_rawseti(L, t, ++i);
             if (at != 0) {
-                push_mark(L, vm);
+                push_mark(c, vm);
                 lua_rawseti(L, at, i);
             }
         } else if (merge) {
@@ -856,10 +859,10 @@ static int build_collection(yctx *c, int depth, lua_Integer *count, int *height)
         } else {
             if (at != 0) {
                 lua_pushvalue(L, -2);
-                push_mark(L, vm);
+                push_mark(c, vm);
                 lua_rawset(L, at);
                 lua_pushvalue(L, -2);
-                push_mark(L, km);
+                push_mark(c, km);
                 lua_rawset(L, keys);
             }
             lua_rawset(L, t);
@@ -919,7 +922,7 @@ static int run(yctx *c, int all, int results)
         if (next_event(c) != 0)
             return -1;
         if (c->roots != 0) {
-            push_mark(L, c->y->ev.start_mark);
+            push_mark(c, c->y->ev.start_mark);
             lua_rawseti(L, c->roots, docs + 1);
         }
         if (build(c, 0, &n, &h) != 0)
@@ -961,6 +964,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const yopts *yo
     c.len = len;
     c.max_depth = yo->o.max_depth;
     c.max_nodes = yo->max_nodes;
+    yaml_position(text, len, len, &c.end_line, &c.end_col);
     c.y = new_parser(L);
     yaml_parser_set_input_string(&c.y->p, (const unsigned char *)text, len);
     lua_newtable(L);
@@ -1006,7 +1010,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const yopts *yo
         if (lua_rawgeti(L, c.roots, 1) == LUA_TNIL) {
             yaml_mark_t start = {0, 0, 0};
             lua_pop(L, 1);
-            push_mark(L, start);
+            push_mark(&c, start);
         }
         lua_setfield(L, -2, "root");
     }

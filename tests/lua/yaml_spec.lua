@@ -442,6 +442,16 @@ z:
       assert.same({ { line = 1, col = 1 }, { line = 2, col = 5 }, { line = 4, col = 1 } }, pos3.roots)
     end)
 
+    it("keeps positions at the end of a text without a final line break in the text (fuzz finding)", function()
+      -- libyaml marks an empty value there on a line the text does not have (2:1)
+      local t, pos = yaml.load("? key", { positions = true })
+      assert.same({ line = 1, col = 6 }, pos[t].at.key)
+      t, pos = yaml.load("a: [x,\n  ", { positions = true })
+      assert.is_nil(t)
+      t, pos = yaml.load("- x\n-", { positions = true })
+      assert.same({ line = 2, col = 2 }, pos[t].at[2])
+    end)
+
     it("uses 1-based columns in characters", function()
       local t, pos = yaml.load("é: [ü, x]\n", { positions = true })
       assert.same({ line = 1, col = 8 }, pos[t["é"]].at[2])
