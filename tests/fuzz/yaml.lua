@@ -50,7 +50,7 @@ return function(data)
   if doc == nil then
     F.check_located(pos, NAME, data, "load error")
     if docs ~= nil then error("load refused what load_all accepted: " .. pos) end
-    if err ~= pos then error("load and load_all disagree: " .. pos .. " vs " .. tostring(err)) end
+    F.check_located(err, NAME, data, "load_all error")
     if pos:find("nesting deeper than", 1, true) then
       -- the largest depth the binding accepts: the C stack must hold
       local deep = yaml.load(data, { max_depth = 1000 })
@@ -58,9 +58,15 @@ return function(data)
     end
     return
   end
-  if docs == nil then error("load_all refused what load accepted: " .. err) end
-  F.assert_same(docs[1] == nil and yaml.null or docs[1], doc, "load vs load_all")
   local lines, longest = F.extent(data)
   check_positions(doc, pos, lines, longest, {})
-  for i, d in ipairs(docs) do round_trip(d, nil, "document " .. i) end
+  round_trip(doc, nil, "document 1")
+  -- load only checks the syntax of the documents after the first: load_all
+  -- may refuse what load accepts (an undefined alias in document 2)
+  if docs == nil then
+    F.check_located(err, NAME, data, "load_all error")
+    return
+  end
+  F.assert_same(docs[1] == nil and yaml.null or docs[1], doc, "load vs load_all")
+  for i = 2, #docs do round_trip(docs[i], nil, "document " .. i) end
 end
