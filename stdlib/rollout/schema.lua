@@ -93,7 +93,8 @@ function check(v, spec, ctx, parent, key, path)
       end
     end
   elseif k == "integer" then
-    if math.type(v) == "float" and v == math.floor(v) then v = math.tointeger(v) end
+    -- 50.0 is 50; 1e300 and inf stay floats (math.tointeger gives nil), for the message
+    if math.type(v) == "float" and v == math.floor(v) then v = math.tointeger(v) or v end
     if math.type(v) ~= "integer" then refuse(ctx, parent, key, path, "must be an integer, not " .. describe(v)) end
     if spec.min and v < spec.min then refuse(ctx, parent, key, path, string.format("must be >= %d (got %d)", spec.min, v)) end
     if spec.max and v > spec.max then refuse(ctx, parent, key, path, string.format("must be <= %d (got %d)", spec.max, v)) end

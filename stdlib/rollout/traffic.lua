@@ -155,7 +155,7 @@ function traffic.normalize(w, what)
     if seen[e.name] then errors.refuse(string.format("%s: version %s is listed twice", what, e.name)) end
     seen[e.name] = true
     local wt = e.weight
-    if math.type(wt) == "float" and wt == math.floor(wt) then wt = math.tointeger(wt) end
+    if math.type(wt) == "float" and wt == math.floor(wt) then wt = math.tointeger(wt) or wt end
     if math.type(wt) ~= "integer" then
       errors.refuse(string.format("%s: weight of %s must be an integer >= 0 (got %s)", what, e.name,
         type(wt) == "string" and string.format("%q", wt) or tostring(wt)))
