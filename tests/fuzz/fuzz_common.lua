@@ -102,6 +102,10 @@ function F.check_refusal(e, name, text)
   if type(e.message) ~= "string" or e.message:sub(1, #name + 1) ~= name .. ":" then
     error("a refusal that does not start with the file name: " .. show(e.message), 2)
   end
+  -- YAML gives no nil (null is yaml.null): "not nil" means a value was lost
+  if e.message:find("not nil", 1, true) or e.message:find("got nil", 1, true) then
+    error("a refusal that lost the value it refuses: " .. show(e.message), 2)
+  end
   local yaml = require "rollout.yaml"
   local doc = yaml.load(text)
   if doc ~= nil then F.check_located(e.message, name, text, "refusal of YAML that loads") end
