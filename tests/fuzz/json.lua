@@ -29,7 +29,13 @@ local function round_trip(v, opts, what)
 end
 
 return function(data)
-  local v, err = json.decode(data, { name = NAME })
+  if #data > 0 then
+    local v, msg = json.decode(data, { name = NAME, max_size = #data - 1 })
+    if v ~= nil or not tostring(msg):find("larger than " .. (#data - 1) .. " bytes", 1, true) then
+      error("max_size not enforced: " .. tostring(msg))
+    end
+  end
+  local v, err = json.decode(data, { name = NAME, max_size = #data })
   if v == nil then
     local l, c = tostring(err):match("^in%.json: line (%d+), column (%d+): .")
     if not l then error("decode error without a position: " .. tostring(err)) end

@@ -44,7 +44,14 @@ end
 local CHECKED_NODES = 20000
 
 return function(data)
-  local doc, pos = yaml.load(data, { name = NAME, positions = true })
+  -- the size cap is checked up front
+  if #data > 0 then
+    local v, msg = yaml.load(data, { name = NAME, max_size = #data - 1 })
+    if v ~= nil or msg ~= ("%s: input is larger than %d bytes (max_size)"):format(NAME, #data - 1) then
+      error("max_size not enforced: " .. tostring(msg))
+    end
+  end
+  local doc, pos = yaml.load(data, { name = NAME, positions = true, max_size = #data })
   if doc ~= nil and not yaml.load(data, { max_nodes = CHECKED_NODES }) then return end
   local docs, err = yaml.load_all(data, { name = NAME })
   if doc == nil then
