@@ -5,6 +5,8 @@
 #   make asan       the whole suite under AddressSanitizer + UBSan
 #   make demo       run_all on the local target
 #   make bench      the benchmarks under tests/bench (not tests)
+#   make fuzz       the libFuzzer harnesses (clang), FUZZ_SECONDS each
+#   make fuzz-merge add what the last run found to the committed corpus
 #   make install    PREFIX=/usr/local
 
 PREFIX ?= /usr/local
@@ -43,11 +45,14 @@ endif
 # render the HTML report headless — with --no-sandbox, --disable-gpu it needs
 # no X server, GPU, D-Bus or setuid sandbox; fonts-dejavu-core is the font
 # it draws text with), the local target (haproxy), the demo service
-# (libmicrohttpd), benchmarks (wrk, hyperfine).
+# (libmicrohttpd), benchmarks (wrk, hyperfine), fuzzing (clang 14;
+# libclang-rt-14-dev has libFuzzer and the sanitizer runtimes, only
+# recommended by clang on Debian 12; llvm for llvm-symbolizer).
 DEB_PACKAGES := build-essential pkg-config liblua5.4-dev lua5.4 libyaml-dev \
 	libcurl4-openssl-dev libcjson-dev libcmocka-dev lua-busted haproxy \
 	libedit-dev libmicrohttpd-dev python3 python3-jsonschema openssl curl \
-	wrk hyperfine tmux procps iproute2 chromium fonts-dejavu-core
+	wrk hyperfine tmux procps iproute2 chromium fonts-dejavu-core \
+	clang libclang-rt-14-dev llvm
 
 # The bindings that need libcurl (http, probe, http_session) are built into
 # rollout-net.so, next to the binary, and loaded on first require: libcurl
@@ -63,7 +68,7 @@ NETLIB := $(dir $(BIN))rollout-net.so
 C_TESTS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 DEMO := $(if $(wildcard services/microservice-1/Makefile),services/microservice-1/microservice-1)
 
-.PHONY: all deps test asan demo bench install install-files uninstall clean
+.PHONY: all deps test asan demo bench install install-files uninstall clean fuzz fuzz-build fuzz-merge
 
 all: $(BIN) $(NETLIB) $(C_TESTS) $(DEMO)
 
@@ -112,10 +117,46 @@ test: all
 	ROLLOUT_BIN=$(abspath $(BIN)) BUILD=$(BUILD) tests/run
 
 # The whole suite with the host built under AddressSanitizer + UBSan.
+# float-cast-overflow (1e300 -> long long) is not part of "undefined" in gcc
+# or clang: named on its own.
+SANITIZE := -fsanitize=address,undefined,float-cast-overflow
 asan:
 	$(MAKE) BUILD=build-asan BIN=build-asan/rollout \
-	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  LDFLAGS="-fsanitize=address,undefined" test
+	  CFLAGS="-O1 -g $(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow" \
+	  LDFLAGS="$(SANITIZE)" test
+
+# Fuzzing: libFuzzer harnesses (tests/fuzz/fuzz_<target>.c) built with clang
+# under ASan + UBSan in their own build directory; only these targets need
+# clang. Each runs FUZZ_SECONDS on a copy of tests/fuzz/corpus/<target>
+# (tests/fuzz/run); fuzz-merge minimises what the last run found into the
+# committed corpus.
+FUZZ_CC ?= clang
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= yaml json probe_http traffic service_config
+FUZZ_SAN := $(SANITIZE) -fno-sanitize-recover=undefined,float-cast-overflow -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(PKG_CFLAGS) -O1 -g $(FUZZ_SAN) -MMD -MP
+FUZZ_LUA_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(filter-out runtime/repl.c,$(HOST_SRC)) $(CORE_SRC) tests/fuzz/fuzz_lua.c)
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+fuzz: fuzz-build
+	FUZZ_BUILD=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run $(FUZZ_TARGETS)
+
+fuzz-merge: fuzz-build
+	FUZZ_BUILD=$(FUZZ_BUILD) tests/fuzz/run --merge $(FUZZ_TARGETS)
+
+fuzz-build: $(FUZZ_BINS)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_probe_http: $(FUZZ_BUILD)/tests/fuzz/fuzz_probe_http.o $(FUZZ_BUILD)/runtime/probe_http.o \
+		$(FUZZ_BUILD)/runtime/probe_extract.o
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(NET_LIBS)
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_LUA_OBJ)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(HOST_LIBS)
 
 # run_all on the local target, on a copy of deployments/ (run_all rewrites
 # TRAFFIC.yaml) so the tree stays as it is.
@@ -147,7 +188,7 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/bin/rollout $(DESTDIR)$(PREFIX)/share/rollout $(DESTDIR)$(PREFIX)/lib/rollout
 
 clean:
-	rm -rf build build-asan rollout rollout-net.so
+	rm -rf build build-asan $(FUZZ_BUILD) rollout rollout-net.so
 	-$(MAKE) -s -C services/microservice-1 clean
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) $(FUZZ_BUILD) -name '*.d' 2>/dev/null)

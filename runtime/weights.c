@@ -23,7 +23,9 @@ static int to_weight(lua_State *L, int idx, const char *name, long long *out, ch
     }
     if (lua_type(L, idx) == LUA_TNUMBER) {
         lua_Number v = lua_tonumber(L, idx);
-        if (v == (lua_Number)(long long)v) { /* 50.0 is the integer 50 */
+        /* 50.0 is the integer 50; the range first: converting 1e300, inf
+         * or NaN to long long is undefined behaviour */
+        if (v >= -9223372036854775808.0 && v < 9223372036854775808.0 && v == (lua_Number)(long long)v) {
             *out = (long long)v;
             return 0;
         }

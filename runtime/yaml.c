@@ -30,6 +30,11 @@
  *     refused, as is an undefined alias.
  *   - load returns the first document; the rest of the stream is still
  *     parsed, so a syntax error further down refuses the whole input.
+ *   - Positions (opts.positions): a second result, weak-keyed by table:
+ *     pos[t] = {line=, col=, at = {key -> {line=, col=}}, keys = {...}}
+ *     (keys for mappings); pos.root (load) or pos.roots[i] (load_all) is
+ *     where a document's root node begins (1:1 when there is none), so a
+ *     document that is a scalar can be located too.
  *
  * Dumping walks the value with the shared walker (runtime/convert.c) and
  * feeds libyaml's emitter (block style, 2-space indent, block sequences in
@@ -313,8 +318,10 @@ typedef struct yctx {
     int pos;     /* stack index of the weak positions table, 0 when off */
     int anchors; /* stack index of {anchor -> {v=, n=, h=}} (this document) */
     int inprog;  /* stack index of {anchor -> count} being defined */
+    int roots;   /* stack index of the list of documents' root marks, 0 when off */
     unsigned long events;
     size_t eline, ecol;
+    size_t end_line, end_col; /* where the text ends (yaml_position) */
     char emsg[400];
 } yctx;
 
@@ -324,14 +331,63 @@ static int yerr(yctx *c, yaml_mark_t m, const char *fmt, ...)
 #endif
     ;
 
+/* 1-based line and column (in characters) of byte offset off, counted the
+ * way libyaml counts its marks: CR, LF, CRLF, NEL, LS and PS end a line, and
+ * a leading byte order mark is not a column. For the reader's errors, which
+ * libyaml gives as a byte offset: rc_position counts LF only. */
+static void yaml_position(const char *text, size_t len, size_t off, size_t *line, size_t *col)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t l = 1, c = 1, i = 0;
+    if (off > len)
+        off = len;
+    if (len >= 3 && s[0] == 0xEF && s[1] == 0xBB && s[2] == 0xBF)
+        i = 3;
+    while (i < off) {
+        size_t brk = 0;
+        if (s[i] == '\r')
+            brk = i + 1 < len && s[i + 1] == '\n' ? 2 : 1;
+        else if (s[i] == '\n')
+            brk = 1;
+        else if (s[i] == 0xC2 && i + 1 < len && s[i + 1] == 0x85)
+            brk = 2;
+        else if (s[i] == 0xE2 && i + 2 < len && s[i + 1] == 0x80 && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9))
+            brk = 3;
+        if (brk > 0) {
+            l++;
+            c = 1;
+            i += brk;
+            continue;
+        }
+        if ((s[i] & 0xC0) != 0x80)
+            c++;
+        i++;
+    }
+    *line = l;
+    *col = c;
+}
+
+/* The 1-based position of a mark, in messages and positions. At the end of
+ * a text without a final line break libyaml "forces a new line": its mark
+ * is then on a line the text does not have; the end of the text is given
+ * instead. */
+static void mark_position(const yctx *c, yaml_mark_t m, size_t *line, size_t *col)
+{
+    *line = m.line + 1;
+    *col = m.column + 1;
+    if (*line > c->end_line || (*line == c->end_line && *col > c->end_col)) {
+        *line = c->end_line;
+        *col = c->end_col;
+    }
+}
+
 static int yerr(yctx *c, yaml_mark_t m, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(c->emsg, sizeof c->emsg, fmt, ap);
     va_end(ap);
-    c->eline = m.line + 1;
-    c->ecol = m.column + 1;
+    mark_position(c, m, &c->eline, &c->ecol);
     return -1;
 }
 
@@ -343,16 +399,18 @@ static int parser_error(yctx *c)
     case YAML_MEMORY_ERROR:
         return luaL_error(c->L, "yaml: not enough memory");
     case YAML_READER_ERROR:
-        rc_position(c->text, c->len, p->problem_offset, &c->eline, &c->ecol);
+        yaml_position(c->text, c->len, p->problem_offset, &c->eline, &c->ecol);
         if (p->problem_value != -1)
             snprintf(c->emsg, sizeof c->emsg, "%s (#%X)", problem, (unsigned)p->problem_value);
         else
             snprintf(c->emsg, sizeof c->emsg, "%s", problem);
         return -1;
     default:
-        if (p->context != NULL)
-            return yerr(c, p->problem_mark, "%s (%s at line %zu, column %zu)", problem, p->context,
-                        p->context_mark.line + 1, p->context_mark.column + 1);
+        if (p->context != NULL) {
+            size_t line, col;
+            mark_position(c, p->context_mark, &line, &col);
+            return yerr(c, p->problem_mark, "%s (%s at line %zu, column %zu)", problem, p->context, line, col);
+        }
         return yerr(c, p->problem_mark, "%s", problem);
     }
 }
@@ -378,12 +436,15 @@ static int too_many_nodes(yctx *c, yaml_mark_t m)
 }
 
 /* Pushes {line=, col=} (1-based) */
-static void push_mark(lua_State *L, yaml_mark_t m)
+static void push_mark(yctx *c, yaml_mark_t m)
 {
+    lua_State *L = c->L;
+    size_t line, col;
+    mark_position(c, m, &line, &col);
     lua_createtable(L, 0, 2);
-    lua_pushinteger(L, (lua_Integer)m.line + 1);
+    lua_pushinteger(L, (lua_Integer)line);
     lua_setfield(L, -2, "line");
-    lua_pushinteger(L, (lua_Integer)m.column + 1);
+    lua_pushinteger(L, (lua_Integer)col);
     lua_setfield(L, -2, "col");
 }
 
@@ -391,7 +452,7 @@ static void push_mark(lua_State *L, yaml_mark_t m)
 static void new_pos_entry(yctx *c, int t, yaml_mark_t m, int is_map)
 {
     lua_State *L = c->L;
-    push_mark(L, m);
+    push_mark(c, m);
     lua_newtable(L);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "at");
@@ -783,7 +844,7 @@ static int build_collection(yctx *c, int depth, lua_Integer *count, int *height)
         if (!is_map) {
             lua_rawseti(L, t, ++i);
             if (at != 0) {
-                push_mark(L, vm);
+                push_mark(c, vm);
                 lua_rawseti(L, at, i);
             }
         } else if (merge) {
@@ -798,10 +859,10 @@ static int build_collection(yctx *c, int depth, lua_Integer *count, int *height)
         } else {
             if (at != 0) {
                 lua_pushvalue(L, -2);
-                push_mark(L, vm);
+                push_mark(c, vm);
                 lua_rawset(L, at);
                 lua_pushvalue(L, -2);
-                push_mark(L, km);
+                push_mark(c, km);
                 lua_rawset(L, keys);
             }
             lua_rawset(L, t);
@@ -858,7 +919,13 @@ static int run(yctx *c, int all, int results)
             return yerr(c, c->y->ev.start_mark, "unexpected YAML event %d", (int)c->y->ev.type);
         lua_newtable(L); /* anchors are per document */
         lua_replace(L, c->anchors);
-        if (next_event(c) != 0 || build(c, 0, &n, &h) != 0)
+        if (next_event(c) != 0)
+            return -1;
+        if (c->roots != 0) {
+            push_mark(c, c->y->ev.start_mark);
+            lua_rawseti(L, c->roots, docs + 1);
+        }
+        if (build(c, 0, &n, &h) != 0)
             return -1;
         lua_rawseti(L, results, ++docs);
         if (next_event(c) != 0) /* document end */
@@ -897,6 +964,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const yopts *yo
     c.len = len;
     c.max_depth = yo->o.max_depth;
     c.max_nodes = yo->max_nodes;
+    yaml_position(text, len, len, &c.end_line, &c.end_col);
     c.y = new_parser(L);
     yaml_parser_set_input_string(&c.y->p, (const unsigned char *)text, len);
     lua_newtable(L);
@@ -910,6 +978,8 @@ static int load_text(lua_State *L, const char *text, size_t len, const yopts *yo
         lua_setfield(L, -2, "__mode");
         lua_setmetatable(L, -2);
         c.pos = lua_gettop(L);
+        lua_newtable(L);
+        c.roots = lua_gettop(L);
     }
     lua_newtable(L);
     results = lua_gettop(L);
@@ -929,7 +999,21 @@ static int load_text(lua_State *L, const char *text, size_t len, const yopts *yo
     }
     if (!yo->positions)
         return 1;
+    /* pos.root (load) / pos.roots (load_all): where the documents' root
+     * nodes are, so that a scalar document can be located too; 1:1 when
+     * there is no document */
     lua_pushvalue(L, c.pos);
+    if (all) {
+        lua_pushvalue(L, c.roots);
+        lua_setfield(L, -2, "roots");
+    } else {
+        if (lua_rawgeti(L, c.roots, 1) == LUA_TNIL) {
+            yaml_mark_t start = {0, 0, 0};
+            lua_pop(L, 1);
+            push_mark(&c, start);
+        }
+        lua_setfield(L, -2, "root");
+    }
     return 2;
 }
 

@@ -158,6 +158,27 @@ function config.services()
   return out
 end
 
+--- Checks the text of a service.yaml (`file` names it in messages) for the
+-- service `service` (its name must match). Returns the config with defaults
+-- filled, or raises a refusal (exit 2) naming file, line and field. No file
+-- system access: config.load reads the file and adds where things are.
+function config.parse(text, file, service)
+  local doc, pos = yaml.load(text, { name = file, positions = true })
+  if doc == nil then errors.refuse(pos) end
+  if doc == yaml.null then
+    errors.refuse(string.format("%s: is empty: a service needs at least \"name: %s\" (and local.command for the " ..
+      "local target); see README, \"Service configuration\"", file, service), { file = file, field = "name" })
+  end
+  local cfg = S.check(doc, config.spec, { file = file, pos = pos })
+  if cfg.name ~= service then
+    S.refuse_at({ file = file, pos = pos }, doc, "name", "name",
+      string.format("is %q but the directory is %q", cfg.name, service))
+  end
+  cfg.kubernetes.host = cfg.kubernetes.host or cfg.name
+  cfg.positions = pos
+  return cfg
+end
+
 --- Loads and checks deployments/<service>/service.yaml. Raises a refusal
 -- (exit 2) naming file, line and field when it is missing or invalid.
 function config.load(service)
@@ -174,20 +195,8 @@ function config.load(service)
     end
     errors.refuse(err)
   end
-  local doc, pos = yaml.load(text, { name = file, positions = true })
-  if doc == nil then errors.refuse(pos) end
-  if doc == yaml.null then
-    errors.refuse(string.format("%s: is empty: a service needs at least \"name: %s\" (and local.command for the " ..
-      "local target); see README, \"Service configuration\"", file, service), { file = file, field = "name" })
-  end
-  local cfg = S.check(doc, config.spec, { file = file, pos = pos })
-  if cfg.name ~= service then
-    S.refuse_at({ file = file, pos = pos }, doc, "name", "name",
-      string.format("is %q but the directory is %q", cfg.name, service))
-  end
-  cfg.kubernetes.host = cfg.kubernetes.host or cfg.name
+  local cfg = config.parse(text, file, service)
   cfg.dir, cfg.file = dir, file
-  cfg.positions = pos
   cfg.traffic_file = fs.join(dir, "TRAFFIC.yaml")
   cfg.project_dir = config.project_dir()
   cache[service] = cfg

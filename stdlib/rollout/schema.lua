@@ -36,6 +36,9 @@ local function describe(v)
   return t
 end
 
+local KIND_TEXT = { object = "a mapping", map = "a mapping", list = "a list", string = "a string",
+  integer = "an integer", number = "a number", boolean = "true or false" }
+
 local function path_join(path, key)
   if type(key) == "number" then return string.format("%s[%d]", path, key) end
   if path == "" then return key end
@@ -50,6 +53,9 @@ local function where(ctx, parent, key)
     local at = key ~= nil and p.at and p.at[key]
     if at then line, col = at.line, at.col else line, col = p.line, p.col end
   end
+  -- the document itself (a scalar, or a table made for an empty one): where
+  -- its root begins
+  if not line and ctx.pos and ctx.pos.root then line, col = ctx.pos.root.line, ctx.pos.root.col end
   if line then return string.format("%s:%d:%d", ctx.file or "<input>", line, col or 1) end
   return ctx.file or "<input>"
 end
@@ -113,7 +119,13 @@ function check(v, spec, ctx, parent, key, path)
     end
     local out = {}
     for i, item in ipairs(v) do
-      out[i] = check_value(item, spec.item, ctx, v, i, path_join(path, i))
+      if item == NULL and NULL ~= nil and spec.item.kind ~= "any" then
+        -- an empty item ("- " alone): refused, or the list would have a
+        -- hole and ipairs would silently stop before the items after it
+        refuse(ctx, v, i, path_join(path, i), "must be " .. (KIND_TEXT[spec.item.kind] or spec.item.kind) ..
+          ", not null (an empty item)")
+      end
+      out[i] = item == NULL and item or check_value(item, spec.item, ctx, v, i, path_join(path, i))
     end
     v = out
   elseif k == "object" or k == "map" then

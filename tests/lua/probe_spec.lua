@@ -462,10 +462,10 @@ describe("rollout.probe", function()
         local r = assert(probe.run { url = raw.url .. "/" .. mode .. "/head-" .. mode, n = 20, concurrency = 2,
           method = "HEAD", extract = "header:x-version" })
         assert.equal(20, r.served)
-        -- kept alive: at most one connection per slot (a loaded machine may
-        -- finish all 20 on the first before the second connects)
-        local c = stats("head-" .. mode).connections
-        assert.is_true(c >= 1 and c <= 2, "connections: " .. c)
+        -- kept alive: at most one connection per slot (the second slot may
+        -- find every request taken before its connection sends one)
+        local conns = stats("head-" .. mode).connections
+        assert.is_true(conns >= 1 and conns <= 2, "connections: " .. conns)
       end
     end)
 

@@ -42,6 +42,12 @@ describe("rollout.weights", function()
     { { { name = "v1", weight = 1 }, { name = "v1", weight = 2 } }, "v1 is listed twice" },
     { { { name = "v1" } }, "version v1 has no weight" },
     { {}, "no versions given" },
+    -- beyond long long, inf, NaN: refused without an undefined conversion
+    -- (make asan runs with -fsanitize=float-cast-overflow)
+    { { v1 = 1e300 }, "weight of v1 must be an integer %(got 1e%+300%)" },
+    { { v1 = 2^63 }, "weight of v1 must be an integer %(got 9%.2233720368548e%+18%)" },
+    { { v1 = math.huge }, "weight of v1 must be an integer %(got inf%)" },
+    { { v1 = 0 / 0 }, "weight of v1 must be an integer %(got %-?nan%)" },
   }
   for _, case in ipairs(bad) do
     it("refuses " .. case[2]:gsub("%%", ""), function()

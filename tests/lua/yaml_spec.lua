@@ -332,10 +332,35 @@ z:
         refused 'a: "\\q"\n')
     end)
 
+    it("puts an error at the end of a text without a final line break on its last line (fuzz finding)", function()
+      -- libyaml's mark is on the next line, which the text does not have
+      assert.equal("TRAFFIC.yaml:1:18: did not find expected ',' or ']' (while parsing a flow sequence at line 1, column 11)",
+        refused("versions: [v1, v2", { name = "TRAFFIC.yaml" }))
+      assert.equal("<string>:1:6: found unexpected end of stream (while scanning a quoted scalar at line 1, column 4)",
+        refused "a: 'x")
+      assert.equal("<string>:2:5: did not find expected node content (while parsing a flow node at line 2, column 5)",
+        refused "a: 1\rb: [")
+      -- with the line break, the end is the start of the next line, as before
+      assert.equal("<string>:2:1: found unexpected end of stream (while scanning a quoted scalar at line 1, column 4)",
+        refused "a: 'x\n")
+    end)
+
     it("gives the position of invalid UTF-8 and control characters", function()
       assert.equal("<string>:2:4: invalid leading UTF-8 octet (#FF)", refused "a: 1\nb: \255\n")
       assert.equal("<string>:1:5: control characters are not allowed (#1)", refused "a: x\1\n")
       assert.equal("<string>:1:5: control characters are not allowed (#0)", refused "a: é\0\n")
+    end)
+
+    it("counts lines and columns of invalid bytes the way libyaml counts its marks (fuzz finding)", function()
+      -- CR, CRLF, NEL, LS and PS end lines for libyaml; a BOM is no column
+      assert.equal("<string>:2:4: invalid leading UTF-8 octet (#FF)", refused "a: 1\rb: \255\n")
+      assert.equal("<string>:2:4: invalid leading UTF-8 octet (#FF)", refused "a: 1\r\nb: \255\n")
+      assert.equal("<string>:2:4: invalid leading UTF-8 octet (#FF)", refused "a: 1\u{85}b: \255\n")
+      assert.equal("<string>:3:4: invalid leading UTF-8 octet (#FF)", refused "a: 1\u{2028}b: 2\u{2029}c: \255\n")
+      assert.equal("<string>:1:4: invalid leading UTF-8 octet (#FF)", refused "\u{FEFF}a: \255\n")
+      -- the same positions as the parser's own errors
+      assert.equal("<string>:2:4: invalid !!int value 'x'", refused "a: 1\rb: !!int x\n")
+      assert.equal("<string>:1:4: invalid !!int value 'x'", refused "\u{FEFF}a: !!int x\n")
     end)
 
     it("refuses input larger than max_size up front", function()
@@ -403,6 +428,28 @@ z:
       assert.same({ line = 3, col = 4 }, pos[t].at.b)
       assert.same({ line = 2, col = 6 }, pos[t.c].at.k)
       assert.same({ line = 6, col = 6 }, pos[t.c].at.d)
+    end)
+
+    it("gives where the document's root begins, for scalar documents too (fuzz finding)", function()
+      local _, pos = yaml.load("# a comment\n\n  50\n", { positions = true })
+      assert.same({ line = 3, col = 3 }, pos.root)
+      local t, pos2 = yaml.load("---\nversions: []\n", { positions = true })
+      assert.same({ line = 2, col = 1 }, pos2.root)
+      assert.same({ line = 2, col = 1 }, { line = pos2[t].line, col = pos2[t].col })
+      _, pos = yaml.load("# nothing\n", { positions = true })
+      assert.same({ line = 1, col = 1 }, pos.root)
+      local _, pos3 = yaml.load_all("a\n--- [1]\n---\n", { positions = true })
+      assert.same({ { line = 1, col = 1 }, { line = 2, col = 5 }, { line = 4, col = 1 } }, pos3.roots)
+    end)
+
+    it("keeps positions at the end of a text without a final line break in the text (fuzz finding)", function()
+      -- libyaml marks an empty value there on a line the text does not have (2:1)
+      local t, pos = yaml.load("? key", { positions = true })
+      assert.same({ line = 1, col = 6 }, pos[t].at.key)
+      t, pos = yaml.load("a: [x,\n  ", { positions = true })
+      assert.is_nil(t)
+      t, pos = yaml.load("- x\n-", { positions = true })
+      assert.same({ line = 2, col = 2 }, pos[t].at[2])
     end)
 
     it("uses 1-based columns in characters", function()

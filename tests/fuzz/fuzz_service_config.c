@@ -1,0 +1,18 @@
+/* libFuzzer harness: service.yaml validation: rollout.config.parse (stdlib/rollout/config.lua).
+ * The checks are in tests/fuzz/service_config.lua; see tests/fuzz/fuzz_lua.h. */
+#include "fuzz_lua.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    fuzz_lua_init(argc, argv, "service_config.lua", FUZZ_LUA_COVERAGE);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fuzz_lua_run(data, size);
+    return 0;
+}

@@ -1,0 +1,18 @@
+/* libFuzzer harness: TRAFFIC.yaml validation: rollout.traffic.parse (stdlib/rollout/traffic.lua).
+ * The checks are in tests/fuzz/traffic.lua; see tests/fuzz/fuzz_lua.h. */
+#include "fuzz_lua.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    fuzz_lua_init(argc, argv, "traffic.lua", FUZZ_LUA_COVERAGE);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fuzz_lua_run(data, size);
+    return 0;
+}
