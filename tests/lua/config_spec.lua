@@ -37,9 +37,12 @@ describe("rollout.config.parse", function()
   end)
 
   it("refuses an empty file as a missing name, not with a crash (fuzz finding)", function()
-    assert.equal(FILE .. ":1:1: name: is required", refusal(config.parse, "", FILE, "microservice-1"))
-    assert.equal(FILE .. ":1:1: name: is required", refusal(config.parse, "# TODO\n", FILE, "microservice-1"))
-    assert.equal(FILE .. ":2:1: name: is required", refusal(config.parse, "# TODO\n~\n", FILE, "microservice-1"))
+    local empty = FILE .. ': is empty: a service needs at least "name: microservice-1" (and local.command for ' ..
+      'the local target); see README, "Service configuration"'
+    assert.equal(empty, refusal(config.parse, "", FILE, "microservice-1"))
+    assert.equal(empty, refusal(config.parse, "# TODO\n", FILE, "microservice-1"))
+    assert.equal(empty, refusal(config.parse, "# TODO\n~\n", FILE, "microservice-1"))
+    assert.equal(FILE .. ":1:1: name: is required", refusal(config.parse, "port: 8080\n", FILE, "microservice-1"))
   end)
 
   it("locates a document that is not a mapping (fuzz finding)", function()

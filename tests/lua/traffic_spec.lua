@@ -40,7 +40,7 @@ describe("rollout.traffic.parse", function()
   it("names a weight too large for an integer instead of calling it nil", function()
     assert.equal("TRAFFIC.yaml:3:11: versions[1].weight: must be an integer, not the number 1e+300",
       refusal(traffic.parse, "versions:\n- name: v1\n  weight: 1e300\n", "TRAFFIC.yaml"))
-    assert.equal("TRAFFIC.yaml:3:11: versions[1].weight: must be an integer, not the number inf",
+    assert.equal("TRAFFIC.yaml:3:11: versions[1].weight: must be an integer, not infinity",
       refusal(traffic.parse, "versions:\n- name: v1\n  weight: .inf\n", "TRAFFIC.yaml"))
     assert.equal("weights: weight of v1 must be an integer >= 0 (got 1e+300)", refusal(traffic.normalize, { v1 = 1e300 }))
   end)
