@@ -133,7 +133,7 @@ asan:
 FUZZ_CC ?= clang
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= yaml json probe_http traffic service_config
+FUZZ_TARGETS ?= yaml json probe_http traffic service_config kubeconfig
 FUZZ_SAN := $(SANITIZE) -fno-sanitize-recover=undefined,float-cast-overflow -fno-omit-frame-pointer
 FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(PKG_CFLAGS) -O1 -g $(FUZZ_SAN) -MMD -MP
 FUZZ_LUA_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(filter-out runtime/repl.c,$(HOST_SRC)) $(CORE_SRC) tests/fuzz/fuzz_lua.c)
@@ -147,16 +147,22 @@ fuzz-merge: fuzz-build
 
 fuzz-build: $(FUZZ_BINS)
 
+# kept between runs (they are only prerequisites of the harnesses)
+.PRECIOUS: $(FUZZ_BUILD)/%.o
+
 $(FUZZ_BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+	$(call say,CC,$<)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ_BUILD)/fuzz_probe_http: $(FUZZ_BUILD)/tests/fuzz/fuzz_probe_http.o $(FUZZ_BUILD)/runtime/probe_http.o \
 		$(FUZZ_BUILD)/runtime/probe_extract.o
-	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(NET_LIBS)
+	$(call say,LINK,$@)
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(NET_LIBS)
 
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_LUA_OBJ)
-	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(HOST_LIBS)
+	$(call say,LINK,$@)
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(HOST_LIBS)
 
 # run_all on the local target, on a copy of deployments/ (run_all rewrites
 # TRAFFIC.yaml) so the tree stays as it is.
