@@ -44,7 +44,7 @@ endif
 DEB_PACKAGES := build-essential pkg-config liblua5.4-dev lua5.4 libyaml-dev \
 	libcurl4-openssl-dev libcjson-dev libcmocka-dev lua-busted haproxy \
 	libedit-dev libmicrohttpd-dev python3 python3-jsonschema openssl curl \
-	wrk hyperfine tmux procps iproute2
+	wrk hyperfine tmux procps iproute2 prometheus
 
 # The bindings that need libcurl (http, probe, http_session) are built into
 # rollout-net.so, next to the binary, and loaded on first require: libcurl

@@ -428,6 +428,13 @@ function Local:health(version)
   return all
 end
 
+--- The gateway's Prometheus exporter (HAProxy's own, every service of the
+-- state directory): { port =, url = "http://127.0.0.1:PORT/metrics" }.
+function Local:exporter()
+  local port = self.gateway:exporter_port()
+  return { port = port, url = string.format("http://127.0.0.1:%d/metrics", port) }
+end
+
 --- The URL verification probes: the service's frontend on the gateway.
 function Local:endpoint()
   self:repair()
