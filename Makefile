@@ -40,7 +40,8 @@ endif
 
 # Debian packages: build, tests (cmocka, busted, python3-jsonschema for the
 # CRD schemas, openssl for the fake API server's certificates), the local
-# target (haproxy), the demo service (libmicrohttpd), benchmarks (wrk, hyperfine).
+# target (haproxy), the demo service (libmicrohttpd), the Prometheus metrics
+# and their tests (prometheus), benchmarks (wrk, hyperfine).
 DEB_PACKAGES := build-essential pkg-config liblua5.4-dev lua5.4 libyaml-dev \
 	libcurl4-openssl-dev libcjson-dev libcmocka-dev lua-busted haproxy \
 	libedit-dev libmicrohttpd-dev python3 python3-jsonschema openssl curl \
