@@ -292,7 +292,8 @@ function commands.prometheus()
       "prometheus.url (service.yaml) or PROMETHEUS_URL at your cluster's Prometheus")
   end
   local server = require("rollout.metrics.prometheus_server").managed(require("rollout.config").state_dir())
-  local exporter = svc.target:exporter()
+  local exporter, why = svc.target:exporter()
+  if not exporter then errors.fail(why) end
   server.targets = { "127.0.0.1:" .. exporter.port }
   if prom_action == "start" then
     local gateway_up = svc.target.gateway:running()

@@ -304,6 +304,43 @@ describe("the provider against canned answers", function()
     assert.has_error(function() prom.provider { query = "up", range = { duration = "1m", step = "15s" } } end)
   end)
 
+  it("ships success rate and duration queries for HAProxy's exporter (local) and Istio (kubernetes)", function()
+    script("/api/v1/query", { { json = answer(vector("0.98")) } })
+    local c = client()
+    local sr = prom.success_rate { client = c }
+    local du = prom.duration_p99 { client = c, max_ms = 250 }
+    assert.equal("request-success-rate", sr.name)
+    assert.equal("request-duration", du.name)
+    local m = analysis.evaluate(sr, sr.provider:measure(ctx(), sr))
+    assert.equal("fail", m.outcome) -- 98% < 99%
+    assert.equal("v3: request success rate 98.00% (required: at least 99.00%)", m.reason)
+    -- local: both backends of the version, its server, 5xx excluded; no traffic -> empty (> 0)
+    assert.matches('haproxy_server_http_responses_total{proxy=~"be_shop|be_shop__v3",server="v3",code!="5xx"}[10s]',
+      m.query, 1, true)
+    assert.matches('/\n(sum(rate(haproxy_server_http_responses_total{proxy=~"be_shop|be_shop__v3",server="v3"}[10s])) > 0)',
+      m.query, 1, true)
+    m = analysis.evaluate(du, du.provider:measure(ctx(), du))
+    assert.equal("pass", m.outcome) -- 0.98 ms <= 250 ms
+    assert.matches('max(max_over_time(haproxy_server_response_time_average_seconds{proxy=~"be_shop|be_shop__v3",server="v3"}[10s])) * 1000',
+      m.query, 1, true)
+    -- kubernetes: Istio's standard metrics as the destination reports them
+    local k = ctx()
+    k.service = { name = "shop", target_name = "kubernetes", config = { prometheus = {}, kubernetes = { namespace = "prod" } } }
+    m = sr.provider:measure(k, sr)
+    local sel = 'reporter="destination",destination_service_namespace="prod",destination_service_name="shop",' ..
+      'destination_version="v3"'
+    assert.matches('sum(rate(istio_requests_total{' .. sel .. ',response_code!~"5.."}[10s]))', m.query, 1, true)
+    assert.matches('(sum(rate(istio_requests_total{' .. sel .. '}[10s])) > 0)', m.query, 1, true)
+    m = du.provider:measure(k, du)
+    assert.matches('histogram_quantile(0.99, sum by (le) (rate(istio_request_duration_milliseconds_bucket{' .. sel ..
+      '}[10s])))', m.query, 1, true)
+    assert.matches('and on() (sum(rate(istio_request_duration_milliseconds_count{' .. sel .. '}[10s])) > 0)', m.query, 1, true)
+    assert.equal(4, #requests())
+    local ok, err = pcall(prom.success_rate, { threshold = 99 })
+    assert.is_false(ok)
+    assert.matches("threshold must be a fraction", tostring(err.message or err))
+  end)
+
   it("ends an analysis as an error after consecutive_error_limit errors when Prometheus is gone", function()
     local port = fixture.free_port()
     local p = prom.provider { client = prom.client { url = "http://127.0.0.1:" .. port, retries = 0, timeout = 1 },
@@ -403,6 +440,17 @@ describe("the provider against a real Prometheus", function()
     assert.is_truthy(range, "fewer than 3 points in a 5 s range after 15 s")
     assert.equal(1, range.value)
     assert.equal(1, range.series)
+  end)
+
+  it("parses the shipped queries of both targets, which give no data for series that do not exist", function()
+    for _, target in ipairs { "local", "kubernetes" } do
+      for _, metric in ipairs { prom.success_rate { client = c, target = target },
+                                prom.duration_p99 { client = c, target = target } } do
+        local m = analysis.evaluate(metric, metric.provider:measure(CTX, metric))
+        assert.equal("no_data", m.outcome, target .. " " .. metric.name .. ": " .. tostring(m.reason))
+        assert.equal("inconclusive", m.effect)
+      end
+    end
   end)
 
   it("counts what it scraped: rate() over the window of the run", function()

@@ -61,6 +61,18 @@ function Gateway:exporter_port()
   return math.tointeger(port)
 end
 
+--- True when the installed HAProxy has the Prometheus exporter service
+-- (`haproxy -vv`: "Available services : prometheus-exporter"; Debian's
+-- 2.6 is built with USE_PROMEX=1). Asked once per process.
+function haproxy.has_exporter()
+  if haproxy.exporter_available == nil then
+    local res = proc.run { argv = { "haproxy", "-vv" }, timeout = 10 }
+    haproxy.exporter_available = res ~= nil and res.status == 0
+      and (res.stdout .. res.stderr):find("prometheus-exporter", 1, true) ~= nil
+  end
+  return haproxy.exporter_available
+end
+
 function haproxy.backend(service) return "be_" .. service end
 function haproxy.version_backend(service, version) return "be_" .. service .. "__" .. version end
 
@@ -150,11 +162,13 @@ function Gateway:render(services)
   -- backend, haproxy_server_http_responses_total{proxy=,server=,code="5xx"}
   -- and haproxy_server_response_time_average_seconds, so each version has
   -- its series (rollout.metrics.prometheus reads them). Loopback only.
-  add("frontend fe_rollout_metrics")
-  add("  bind 127.0.0.1:" .. self:exporter_port())
-  add("  http-request use-service prometheus-exporter if { path /metrics }")
-  add("  http-request return status 404")
-  add("")
+  if haproxy.has_exporter() then
+    add("frontend fe_rollout_metrics")
+    add("  bind 127.0.0.1:" .. self:exporter_port())
+    add("  http-request use-service prometheus-exporter if { path /metrics }")
+    add("  http-request return status 404")
+    add("")
+  end
   for _, svc in ipairs(services) do
     local names = sorted(svc.versions)
     local be = haproxy.backend(svc.name)
