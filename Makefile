@@ -45,13 +45,14 @@ endif
 # render the HTML report headless — with --no-sandbox, --disable-gpu it needs
 # no X server, GPU, D-Bus or setuid sandbox; fonts-dejavu-core is the font
 # it draws text with), the local target (haproxy), the demo service
-# (libmicrohttpd), benchmarks (wrk, hyperfine), fuzzing (clang 14;
-# libclang-rt-14-dev has libFuzzer and the sanitizer runtimes, only
-# recommended by clang on Debian 12; llvm for llvm-symbolizer).
+# (libmicrohttpd), the Prometheus metrics and their tests (prometheus),
+# benchmarks (wrk, hyperfine), fuzzing (clang 14; libclang-rt-14-dev has
+# libFuzzer and the sanitizer runtimes, only recommended by clang on Debian
+# 12; llvm for llvm-symbolizer).
 DEB_PACKAGES := build-essential pkg-config liblua5.4-dev lua5.4 libyaml-dev \
 	libcurl4-openssl-dev libcjson-dev libcmocka-dev lua-busted haproxy \
 	libedit-dev libmicrohttpd-dev python3 python3-jsonschema openssl curl \
-	wrk hyperfine tmux procps iproute2 chromium fonts-dejavu-core \
+	wrk hyperfine tmux procps iproute2 chromium fonts-dejavu-core prometheus \
 	clang libclang-rt-14-dev llvm
 
 # The bindings that need libcurl (http, probe, http_session) are built into

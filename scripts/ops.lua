@@ -33,6 +33,12 @@ strategies (scripts/strategies/*.lua), from any shell:
   undo SERVICE                  back to the previous good weights in the journal
   history SERVICE               the journal: every change, who, when, why
 
+Prometheus for the local gateway (rollout.metrics.prometheus; --metrics=prometheus):
+  prometheus start SERVICE      start (or re-target) a Prometheus of rollout's own under the
+                                state directory, scraping the gateway's HAProxy exporter every 1 s
+  prometheus stop SERVICE       stop it (by its pid) and remove its data
+  prometheus status SERVICE     its URL and pid, the exporter's URL and the scrape health
+
 options:
   --json           machine-readable output on stdout (every command; messages go to stderr)
   --wait           wait for another rollout working on SERVICE instead of failing
@@ -56,12 +62,20 @@ local opts, pos = cli.parse(cli.args(...), {
 
 local command, name, version = pos[1], pos[2], pos[3]
 if not command then errors.refuse("no command given\n" .. usage) end
+-- prometheus ACTION SERVICE
+local prom_action
+if command == "prometheus" then
+  prom_action, name, version = pos[2], pos[3], nil
+  if not ({ start = true, stop = true, status = true })[tostring(prom_action)] then
+    errors.refuse("prometheus needs an action: start, stop or status\n" .. usage)
+  end
+end
 
 local needs_version = { start = true, delete_version = true, test_version = true }
 local known = { start = true, list = true, update_traffic = true, ping = true, test_traffic = true,
                 test_version = true, delete_version = true, delete_service = true, repair = true, status = true,
-                promote = true,
-                abort = true, pause = true, resume = true, retry = true, undo = true, history = true }
+                promote = true, abort = true, pause = true, resume = true, retry = true, undo = true,
+                history = true, prometheus = true }
 if not known[command] then
   local names = {}
   for k in pairs(known) do names[#names + 1] = k end
@@ -350,6 +364,51 @@ function commands.delete_service()
     emit_json { service = name, removed = json.array(res.versions) }
   end
 end
+
+-- A Prometheus of rollout's own for the local gateway (STATE/prometheus/):
+-- scrapes HAProxy's exporter every second; found by
+-- rollout.metrics.prometheus when neither PROMETHEUS_URL nor
+-- prometheus.url is set.
+function commands.prometheus()
+  if svc.target_name ~= "local" then
+    errors.refuse("prometheus start|stop|status is for the local target's gateway; on Kubernetes point " ..
+      "prometheus.url (service.yaml) or PROMETHEUS_URL at your cluster's Prometheus")
+  end
+  local server = require("rollout.metrics.prometheus_server").managed(require("rollout.config").state_dir())
+  local exporter, why = svc.target:exporter()
+  if not exporter then errors.fail(why) end
+  server.targets = { "127.0.0.1:" .. exporter.port }
+  if prom_action == "start" then
+    local gateway_up = svc.target.gateway:running()
+    local was = server:pid()
+    local info = server:start { wait_scrape = gateway_up }
+    ui.ok(string.format("Prometheus %s at %s (pid %d), scraping %s every %gs%s", was and "running" or "started",
+      info.url, info.pid, exporter.url, server.scrape_interval,
+      gateway_up and "" or " (the gateway is not running yet: scraped once it is)"))
+    if opts.json then emit_json { url = info.url, pid = info.pid, exporter = exporter.url, dir = server.dir } end
+  elseif prom_action == "stop" then
+    local pid = server:stop()
+    if pid then ui.ok(string.format("Prometheus (pid %d) stopped", pid)) else ui.info("no Prometheus was running") end
+    if opts.json then emit_json { stopped = pid or json.null } end
+  else
+    local pid = server:pid()
+    local health, why
+    if pid then health, why = server:scraping() end
+    if opts.json then
+      emit_json { running = pid ~= nil, pid = pid or json.null, url = pid and server:url() or json.null,
+                  exporter = exporter.url, scraping = health == true, problem = why or json.null }
+      return
+    end
+    ui.print("gateway exporter: " .. exporter.url)
+    if pid then
+      ui.print(string.format("Prometheus: %s (pid %d), %s", server:url(), pid,
+        health and "scraping the gateway" or ("not scraping: " .. tostring(why))))
+    else
+      ui.print("Prometheus: not running (rollout scripts/ops.lua prometheus start " .. name .. ")")
+    end
+  end
+end
+
 
 -- every command ends with the invariant check, also when it fails
 local ok, err = xpcall(commands[command], errors.traceback)

@@ -86,6 +86,32 @@ config.spec = S.object {
     version_field = S.string { default = "version", check = nonempty },
     served_by_header = S.string { default = "X-Served-By", check = header_name },
     target = S.string { one_of = { "local", "kubernetes" } },
+    -- where the Prometheus of rollout.metrics.prometheus is and how to ask
+    -- it (secrets only from files or the environment, never here)
+    prometheus = S.object {
+      default = {},
+      fields = {
+        url = S.string { check = function(v)
+          if v:match("^https?://[^/@]+") and not v:match("^%a+://[^/]*@") then return true end
+          return false, "must be an http(s) URL without credentials (got a value that is not)"
+        end },
+        timeout = S.number { min = 0.1, max = 600 },
+        retries = S.integer { min = 0, max = 20 },
+        max_retry_wait = S.number { min = 0, max = 3600 },
+        bearer_token_file = S.string { check = nonempty },
+        username = S.string { check = nonempty },
+        password_file = S.string { check = nonempty },
+        ca_file = S.string { check = nonempty },
+        insecure_skip_verify = S.boolean {},
+        scrape_interval = S.number { min = 0.1, max = 3600 },
+        window = S.string { check = function(v)
+          if v:match("^%d+[smhd]$") or v:match("^%d+ms$") then return true end
+          return false, string.format("must be a Prometheus duration like 30s or 1m (got %q)", v)
+        end },
+        success_rate = S.number { min = 0, max = 1 },
+        max_duration_ms = S.number { min = 0.001 },
+      },
+    },
     -- parameters of the strategies; checked by rollout.strategy against
     -- each strategy's own (file:line:col in its messages)
     strategy = S.any {},

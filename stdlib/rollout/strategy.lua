@@ -63,6 +63,7 @@ strategy.common = {
   max_pause = 0.0,           -- seconds a pause waits for a decision; 0 = forever
   baseline = "",             -- versions to compare with (default: those with weight)
   concurrency = 32,          -- connections of the active probes
+  metrics = "probe",         -- default metrics: probe (the judge), prometheus, or both
 }
 
 local Abort = {}   -- the error value of s:abort (already handled)
@@ -183,6 +184,9 @@ function strategy.params(name, defaults, cfg, args)
   end
   if not ({ inconclusive = true, fail = true, pass = true })[p.no_data] then
     errors.refuse("--no-data must be inconclusive, fail or pass")
+  end
+  if not ({ probe = true, prometheus = true, both = true })[p.metrics] then
+    errors.refuse("--metrics must be probe, prometheus or both")
   end
   return p
 end
@@ -553,17 +557,23 @@ function Run:baselines()
 end
 
 --- The default metrics: the canary's error rate and latency against the
--- baseline, from active probes through the version header.
+-- baseline, from active probes through the version header; with
+-- --metrics=prometheus, rollout.metrics.prometheus's request-success-rate
+-- and request-duration instead (both: all four).
 function Run:default_metrics()
   local p = self.params
   local delay = p.initial_delay < 0 and p.interval or p.initial_delay
-  return {
+  local prom = p.metrics ~= "probe" and require("rollout.metrics.prometheus").default_metrics(self) or {}
+  if p.metrics == "prometheus" then return prom end
+  local list = {
     analysis.metric { name = "error-rate", provider = analysis.providers.errors { max_increase = p.max_error_increase },
                       interval = p.interval, count = p.count, initial_delay = delay, no_data = p.no_data },
     analysis.metric { name = "latency", provider = analysis.providers.latency { tolerance = p.latency_tolerance,
                                                                                 slack_ms = p.latency_slack_ms },
                       interval = p.interval, count = p.count, initial_delay = delay, no_data = p.no_data },
   }
+  for _, m in ipairs(prom) do list[#list + 1] = m end
+  return list
 end
 
 --- The sequential design of the run (rollout.judge.design), made at the
@@ -589,8 +599,10 @@ function Run:make_design(metrics)
   self.run.design = { alpha = self.params.alpha, looks = 2 * looks, metrics = math.max(1, judged),
                       requests = self.requests_per_look }
   self:save()
-  say(self, string.format("  analysis: %d requests per version per look; %s", self.requests_per_look,
-    self.design:describe()))
+  if judged > 0 then -- (metrics of absolute thresholds, e.g. Prometheus's, need no probe and no design)
+    say(self, string.format("  analysis: %d requests per version per look; %s", self.requests_per_look,
+      self.design:describe()))
+  end
   return self.design
 end
 
@@ -732,7 +744,7 @@ function Run:record(m)
   local keep = { t = m.t, step = self.run.step, metric = m.metric, outcome = m.outcome, effect = m.effect,
                  value = strategy.storable(m.value), n = m.n, reason = m.reason, query = m.query,
                  p = strategy.storable(m.p), dry_run = m.dry_run, version = m.version,
-                 stats = strategy.storable(m.stats) }
+                 stats = strategy.storable(m.stats), raw = strategy.storable(m.raw) }
   self.run.measurements = self.run.measurements or {}
   table.insert(self.run.measurements, keep)
   while #self.run.measurements > journal.KEEP_MEASUREMENTS do table.remove(self.run.measurements, 1) end

@@ -33,11 +33,44 @@ function haproxy.new(dir)
   g.state_file = fs.join(dir, "server-state")
   g.log = fs.join(dir, "haproxy.log")
   g.routes_file = fs.join(dir, "routes.sig")
+  g.exporter_file = fs.join(dir, "exporter.port")
   if #g.admin_sock > 100 then
     errors.fail("the state directory path is too long for a unix socket: " .. g.admin_sock ..
       " (set ROLLOUT_STATE_DIR to a shorter path)")
   end
   return g
+end
+
+--- The loopback port of HAProxy's Prometheus exporter (the frontend
+-- fe_rollout_metrics, path /metrics): chosen once, when first needed
+-- ($ROLLOUT_EXPORTER_PORT, else a free port), and kept in the gateway's
+-- directory (exporter.port) while the gateway lives, like the services'
+-- gateway ports, so a Prometheus pointed at it keeps finding it across
+-- restarts and reloads.
+function Gateway:exporter_port()
+  local text = fs.read(self.exporter_file)
+  local port = text and math.tointeger(tonumber(text:match("^%s*(%d+)")))
+  if port and port > 0 and port < 65536 then return port end
+  local ok, err = fs.mkdir_p(self.dir, tonumber("700", 8))
+  if not ok then errors.fail("cannot create " .. self.dir .. ": " .. err) end
+  port = math.tointeger(tonumber(os.getenv("ROLLOUT_EXPORTER_PORT") or ""))
+  if port and (port < 1 or port > 65535) then errors.refuse("ROLLOUT_EXPORTER_PORT must be a port (1-65535)") end
+  if not port then port, err = http.free_port() end
+  if not port then errors.fail("no free port for the gateway's metrics exporter: " .. tostring(err)) end
+  fs.write_atomic(self.exporter_file, tostring(math.tointeger(port)) .. "\n", { mode = tonumber("644", 8) })
+  return math.tointeger(port)
+end
+
+--- True when the installed HAProxy has the Prometheus exporter service
+-- (`haproxy -vv`: "Available services : prometheus-exporter"; Debian's
+-- 2.6 is built with USE_PROMEX=1). Asked once per process.
+function haproxy.has_exporter()
+  if haproxy.exporter_available == nil then
+    local res = proc.run { argv = { "haproxy", "-vv" }, timeout = 10 }
+    haproxy.exporter_available = res ~= nil and res.status == 0
+      and (res.stdout .. res.stderr):find("prometheus-exporter", 1, true) ~= nil
+  end
+  return haproxy.exporter_available
 end
 
 function haproxy.backend(service) return "be_" .. service end
@@ -124,6 +157,18 @@ function Gateway:render(services)
     "",
   }
   local function add(s) lines[#lines + 1] = s end
+  -- HAProxy's built-in Prometheus exporter (addons/promex, built into
+  -- Debian's 2.6 as the prometheus-exporter service): per server of every
+  -- backend, haproxy_server_http_responses_total{proxy=,server=,code="5xx"}
+  -- and haproxy_server_response_time_average_seconds, so each version has
+  -- its series (rollout.metrics.prometheus reads them). Loopback only.
+  if haproxy.has_exporter() then
+    add("frontend fe_rollout_metrics")
+    add("  bind 127.0.0.1:" .. self:exporter_port())
+    add("  http-request use-service prometheus-exporter if { path /metrics }")
+    add("  http-request return status 404")
+    add("")
+  end
   for _, svc in ipairs(services) do
     local names = sorted(svc.versions)
     local be = haproxy.backend(svc.name)
@@ -640,7 +685,7 @@ function Gateway:stop()
     end
   end
   for _, f in ipairs { self.admin_sock, self.master_sock, self.pidfile, self.state_file,
-                       self.cfg, self.cfg .. ".new", self.routes_file } do
+                       self.cfg, self.cfg .. ".new", self.routes_file, self.exporter_file } do
     if fs.stat(f) then fs.remove(f) end
   end
   return pid

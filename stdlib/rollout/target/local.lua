@@ -707,6 +707,17 @@ function Local:health(version)
   return all
 end
 
+--- The gateway's Prometheus exporter (HAProxy's own, every service of the
+-- state directory): { port =, url = "http://127.0.0.1:PORT/metrics" }, or
+-- nil and why when the installed HAProxy has none.
+function Local:exporter()
+  if not haproxy.has_exporter() then
+    return nil, "the installed HAProxy has no Prometheus exporter (haproxy -vv: no prometheus-exporter service)"
+  end
+  local port = self.gateway:exporter_port()
+  return { port = port, url = string.format("http://127.0.0.1:%d/metrics", port) }
+end
+
 --- The URL verification probes: the service's frontend on the gateway.
 function Local:endpoint()
   self:heal()
