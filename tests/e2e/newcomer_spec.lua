@@ -60,18 +60,20 @@ describe("a version's own errors", function()
     assert.is_nil(doc.errors_by_version.v1)
   end)
 
-  it("fail the split when one version fails 20% of its own requests inside the global budget", function()
+  it("name the version that fails its own requests in the split's verdict", function()
+    -- (that the rule holds inside the global budget is verify_spec's,
+    -- deterministic: here a sample of a real gateway could go either way)
     for _, v in ipairs { "v1", "v3" } do assert.equal(0, env:ops("start", SVC, v).status) end
     faults(env, "v3", "error_rate=0.2")
-    write_traffic(env, "versions:\n- name: v1\n  weight: 97\n- name: v3\n  weight: 3\n")
+    write_traffic(env, "versions:\n- name: v1\n  weight: 90\n- name: v3\n  weight: 10\n")
     assert.equal(0, env:ops("update_traffic", SVC).status)
     local r = env:ops("test_traffic", SVC, "--json")
     assert.equal(1, r.status, r.stdout .. r.stderr)
     local doc = json.decode(r.stdout)
-    -- all errors together are under the 1% budget: only the per-version rule catches it
-    assert.is_true(doc.errors / doc.attempted < 0.01, doc.errors .. "/" .. doc.attempted)
     assert.matches("^errors: v3: %d+ of %d+ requests failed", doc.reason)
     assert.equal("v3", doc.failing_versions[1].version)
+    assert.equal(1, #doc.failing_versions)
+    assert.is_nil(doc.errors_by_version.v1)
   end)
 
   it("a check whose weights changed during its probe says so instead of failing the split", function()

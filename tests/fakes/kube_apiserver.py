@@ -3290,6 +3290,9 @@ def main(argv=None):
     ap.add_argument("--request-log", help="append one JSON line per request to this file")
     ap.add_argument("--forbid", action="append", default=[], help="VERB:RESOURCE[:NAMESPACE] -> 403 (repeatable)")
     ap.add_argument("--ready-delay", type=float, default=0.5, help="seconds until a new pod is Ready")
+    ap.add_argument("--seed", type=int, default=1,
+                    help="seed of the stub gateway's weighted choice (random, as Envoy's weighted clusters; "
+                         "seeded so that a test run can be repeated)")
     ap.add_argument("--gateway-port", type=int, help="also serve the stub gateway on this port (0 = free port)")
     ap.add_argument("--gateway-namespace", default="default")
     ap.add_argument("--gateway-as", default="mesh",
@@ -3315,6 +3318,7 @@ def main(argv=None):
         certs = tempfile.mkdtemp(prefix="fake-kube-certs-")
     ensure_certs(certs)
 
+    random.seed(a.seed)
     cfg = Cfg()
     cfg.verbose = a.verbose
     cfg.request_log = a.request_log

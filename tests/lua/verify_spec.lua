@@ -71,6 +71,28 @@ describe("verify.split rules", function()
     assert.equal(planned, bad.n)
   end)
 
+  it("judges each version's own errors: one failing 20% fails the split inside the global budget", function()
+    local ws = { v1 = 97, v3 = 3 }
+    -- 9700 served by v1; v3 routed 300, answered 60 of them with errors:
+    -- 60 of 10000 (0.6%) is inside the 1% budget, 20% of v3's is not
+    local res = result({ v1 = 9700, v3 = 240 }, { http_5xx = 60 })
+    res.errors_by_version = { v3 = { http_5xx = 60 } }
+    local v = verify.split(res, ws)
+    assert.is_false(v.ok)
+    assert.equal("errors", v.failure)
+    assert.equal("errors: v3: 60 of 300 requests failed (20.0%, budget 1.0%; http_5xx=60)", v.reason)
+    assert.equal("v3", v.failing_versions[1].version)
+    -- the split is judged on routed requests (v3's errors were routed to v3)
+    assert.equal(10000, v.n)
+    -- the same errors without attribution: only the global rule, which they pass
+    local anon = verify.split(result({ v1 = 9700, v3 = 240 }, { http_5xx = 60 }), ws)
+    assert.is_not.equal("errors", anon.failure)
+    -- and a version within the budget passes
+    local fine = result({ v1 = 9700, v3 = 298 }, { http_5xx = 2 })
+    fine.errors_by_version = { v3 = { http_5xx = 2 } }
+    assert.is_nil(verify.split(fine, ws).failing_versions)
+  end)
+
   it("reports a sample smaller than the plan instead of passing it", function()
     local v = verify.split(result { v1 = 50, v2 = 50 }, w)
     assert.is_false(v.ok)
