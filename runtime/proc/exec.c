@@ -1,7 +1,7 @@
 /* rollout.proc: what to exec (argv, environment, PATH search, cwd) and the
  * async-signal-safe set-up a child does between fork and exec. */
 #define _GNU_SOURCE
-#include "proc_internal.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -8,7 +8,7 @@
  * and progress; results are merged afterwards. This file holds what all
  * workers share: the stop rules and how a finished request is counted —
  * exactly one bucket (a version or an error kind) per completed request. */
-#include "probe_internal.h"
+#include "internal.h"
 
 #include "rollout/curlx.h"
 #include "rollout/host.h"

@@ -2,7 +2,7 @@
  * the directory), directories, path strings, and advisory locks (flock)
  * that say who holds them. */
 #define _GNU_SOURCE
-#include "proc_internal.h"
+#include "../proc/internal.h"
 
 #include <dirent.h>
 #include <errno.h>

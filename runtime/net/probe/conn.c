@@ -26,7 +26,7 @@
  * Nothing is left to libcurl's HTTP code, so no request needs the old
  * curl-transfer path: the probe only ever speaks HTTP/1.1 (never HTTP/2),
  * builds Basic credentials from the URL itself, and never uses a proxy. */
-#include "probe_internal.h"
+#include "internal.h"
 
 #include "rollout/curlx.h"
 #include "rollout/host.h"

@@ -2,7 +2,7 @@
  * captures stdout/stderr through one poll loop, and stops the whole group on
  * a timeout or ^C (SIGTERM, a short grace, SIGKILL), always reaping it. */
 #define _GNU_SOURCE
-#include "proc_internal.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
  * fork + setsid, stdin from /dev/null, stdout+stderr appended to a log),
  * returns its real pid, and reports exec failures like proc.run. */
 #define _GNU_SOURCE
-#include "proc_internal.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

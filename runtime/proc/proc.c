@@ -1,7 +1,7 @@
 /* rollout.proc: processes without a shell. run and spawn live in
  * proc_run.c and proc_spawn.c; here are signals, liveness, stop, which. */
 #define _GNU_SOURCE
-#include "proc_internal.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
