@@ -20,6 +20,8 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "rollout/lib.h"
+
 #define ROLLOUT_VERSION "0.1.0"
 
 /* Exit codes of the rollout binary (documented in --help and README). */
@@ -93,8 +95,5 @@ double rollout_optfield_number(lua_State *L, int idx, const char *field, double 
 const char *rollout_optfield_string(lua_State *L, int idx, const char *field, const char *def);
 /* Reads an optional boolean field. */
 int rollout_optfield_boolean(lua_State *L, int idx, const char *field, int def);
-
-/* Monotonic clock in seconds. */
-double rollout_now(void);
 
 #endif

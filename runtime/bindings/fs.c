@@ -2,7 +2,7 @@
  * the directory), directories, path strings, and advisory locks (flock)
  * that say who holds them. */
 #define _GNU_SOURCE
-#include "../proc/internal.h"
+#include "rollout/host.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -179,86 +179,6 @@ static int fs_read(lua_State *L)
     return 1;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno;
-        }
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* Splits path into its directory ("." when none) for the temp file and the
- * directory fsync. */
-static int dir_of(const char *path, char *out, size_t outlen)
-{
-    const char *slash = strrchr(path, '/');
-    size_t n;
-    if (slash == NULL)
-        return snprintf(out, outlen, ".") >= (int)outlen ? ENAMETOOLONG : 0;
-    n = (size_t)(slash - path);
-    if (n == 0)
-        n = 1; /* "/x" lives in "/" */
-    if (n >= outlen)
-        return ENAMETOOLONG;
-    memcpy(out, path, n);
-    out[n] = '\0';
-    return 0;
-}
-
-int rollout_fs_write_atomic(const char *path, const char *data, size_t len, unsigned mode, int do_fsync)
-{
-    static unsigned long counter;
-    char dir[PATH_MAX], tmp[PATH_MAX];
-    const char *base = strrchr(path, '/');
-    int fd = -1, err;
-    base = base ? base + 1 : path;
-    if (*base == '\0')
-        return EISDIR; /* "dir/" names no file */
-    if ((err = dir_of(path, dir, sizeof dir)) != 0)
-        return err;
-    for (int attempt = 0; fd < 0; attempt++) {
-        /* a hidden name unique per process and call, short enough for NAME_MAX */
-        int n = snprintf(tmp, sizeof tmp, "%s/.%.200s.tmp-%ld-%lu", dir, base, (long)getpid(), ++counter);
-        if (n < 0 || n >= (int)sizeof tmp)
-            return ENAMETOOLONG;
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)(mode & 0777));
-        if (fd < 0 && (errno != EEXIST || attempt >= 100))
-            return errno;
-    }
-    err = 0;
-    if (fchmod(fd, (mode_t)mode) != 0) /* exactly `mode`, whatever the umask */
-        err = errno;
-    if (err == 0)
-        err = write_all(fd, data, len);
-    if (err == 0 && do_fsync && fsync(fd) != 0)
-        err = errno;
-    if (close(fd) != 0 && err == 0)
-        err = errno;
-    if (err == 0 && rename(tmp, path) != 0)
-        err = errno;
-    if (err != 0) {
-        unlink(tmp);
-        return err;
-    }
-    if (do_fsync) {
-        /* the rename itself is durable once the directory is; best effort:
-         * some filesystems refuse fsync on directories */
-        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
-    return 0;
-}
-
 /* fs.write_atomic(path, data [, {mode = 0644, fsync = true}]) -> true | nil, msg, code */
 static int fs_write_atomic(lua_State *L)
 {
@@ -278,7 +198,7 @@ static int fs_write_atomic(lua_State *L)
         lua_pop(L, 1);
         do_fsync = rollout_optfield_boolean(L, 3, "fsync", 1);
     }
-    err = rollout_fs_write_atomic(path, data, len, (unsigned)mode, do_fsync);
+    err = rollout_write_atomic(path, data, len, (unsigned)mode, do_fsync);
     if (err != 0)
         return rollout_fail_errno(L, err, "%s", path);
     lua_pushboolean(L, 1);
@@ -870,7 +790,7 @@ static int fs_lock_open(lua_State *L)
             lock_close(lk);
             return 3;
         }
-        px_nap(step);
+        rollout_nap(step);
         if (step < 0.1)
             step *= 2;
     }

@@ -359,10 +359,3 @@ int rollout_optfield_boolean(lua_State *L, int idx, const char *field, int def)
     lua_pop(L, 1);
     return v;
 }
-
-double rollout_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}

@@ -16,6 +16,7 @@
 #include "rollout/repl.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <locale.h>
 #include <signal.h>
 #include <stdio.h>
@@ -101,15 +102,15 @@ static char *history_path(void)
 }
 
 /* Rewrites the history file with the last HISTORY_MAX entries, atomically
- * (temporary file in the same directory, then rename). Entries appended by
- * other sessions since we loaded are merged in by reloading the file. */
+ * (a private temporary file in the same directory, then rename). Entries
+ * appended by other sessions since we loaded are merged in by reloading the
+ * file. */
 static void history_compact(repl *r)
 {
     History *h;
     HistEvent ev;
     FILE *f;
-    char *tmp;
-    size_t n;
+    char tmp[PATH_MAX];
     int fd, ok, loaded;
     if (r->hist_path == NULL)
         return;
@@ -122,19 +123,13 @@ static void history_compact(repl *r)
         history_end(h);
         return;
     }
-    n = strlen(r->hist_path) + sizeof ".XXXXXX";
-    tmp = malloc(n);
-    if (tmp == NULL) {
-        history_end(h);
-        return;
-    }
-    snprintf(tmp, n, "%s.XXXXXX", r->hist_path);
-    fd = mkstemp(tmp);
+    fd = rollout_tmpfile(r->hist_path, 0600, tmp, sizeof tmp);
     f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (f == NULL) {
-        if (fd >= 0)
+        if (fd >= 0) {
             close(fd);
-        free(tmp);
+            unlink(tmp);
+        }
         history_end(h);
         return;
     }
@@ -142,11 +137,10 @@ static void history_compact(repl *r)
     ok = fflush(f) == 0 && ok;
     ok = fsync(fileno(f)) == 0 && ok;
     ok = fclose(f) == 0 && ok;
-    if (ok && rename(tmp, r->hist_path) == 0)
-        r->hist_entries = loaded < HISTORY_MAX ? loaded : HISTORY_MAX;
-    else
+    if (!ok)
         unlink(tmp);
-    free(tmp);
+    else if (rollout_tmpfile_commit(tmp, r->hist_path, 1) == 0)
+        r->hist_entries = loaded < HISTORY_MAX ? loaded : HISTORY_MAX;
     history_end(h);
 }
 

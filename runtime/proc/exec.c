@@ -312,13 +312,3 @@ int px_fd_above2(int fd)
     close(fd);
     return nfd;
 }
-
-void px_nap(double secs)
-{
-    struct timespec ts;
-    if (secs <= 0)
-        return;
-    ts.tv_sec = (time_t)secs;
-    ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);
-    nanosleep(&ts, NULL);
-}

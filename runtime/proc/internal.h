@@ -1,6 +1,5 @@
-/* Private to rollout.proc (runtime/proc*.c) and rollout.fs (runtime/fs.c):
- * how a child is described, set up between fork and exec, and reported on;
- * errno names; the atomic file write both modules use. */
+/* Private to rollout.proc (runtime/proc/): how a child is described, set
+ * up between fork and exec, and reported on. */
 #ifndef ROLLOUT_PROC_INTERNAL_H
 #define ROLLOUT_PROC_INTERNAL_H
 
@@ -58,18 +57,10 @@ int px_fail_exec(lua_State *L, const px_spec *spec, const px_msg *msg);
  * the new fd, or -1 with errno set. */
 int px_fd_above2(int fd);
 
-/* Sleeps `secs` (at most a short step), returning early on EINTR. */
-void px_nap(double secs);
-
 /* errno names and rollout_fail_errno: include/rollout/host.h */
 
 /* The bindings with a file of their own (proc_run.c, proc_spawn.c). */
 int px_run(lua_State *L);
 int px_spawn(lua_State *L);
-
-/* runtime/fs.c: writes data to a temp file next to path (O_EXCL), fsyncs
- * it, renames it over path, fsyncs the directory. Returns 0 or an errno; on
- * failure the temp file is gone and path is untouched. */
-int rollout_fs_write_atomic(const char *path, const char *data, size_t len, unsigned mode, int do_fsync);
 
 #endif

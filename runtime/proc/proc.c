@@ -136,7 +136,7 @@ static int wait_gone(lua_State *L, pid_t pid, double secs)
         left = deadline - rollout_now();
         if (left <= 0)
             return 0;
-        px_nap(left < step ? left : step);
+        rollout_nap(left < step ? left : step);
         if (step < 0.05)
             step *= 2;
     }

@@ -226,7 +226,7 @@ static void stop_child(run_state *st)
         if (waitid(P_PID, (id_t)st->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == st->pid)
             break;
         drain(st);
-        px_nap(0.01);
+        rollout_nap(0.01);
     }
     kill(-st->pid, SIGKILL); /* grandchildren that ignored or outlived SIGTERM */
     reap(st);

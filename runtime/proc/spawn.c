@@ -213,7 +213,7 @@ int px_spawn(lua_State *L)
     if (pidfile != NULL) {
         char buf[32];
         int n = snprintf(buf, sizeof buf, "%ld\n", (long)pid);
-        err = rollout_fs_write_atomic(pidfile, buf, (size_t)n, 0644, 1);
+        err = rollout_write_atomic(pidfile, buf, (size_t)n, 0644, 1);
         if (err != 0) {
             kill(pid, SIGKILL); /* nobody could find it to stop it */
             return rollout_fail_errno(L, err, "cannot write the pidfile '%s'", pidfile);
