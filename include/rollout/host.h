@@ -49,9 +49,9 @@ typedef struct rollout_options {
 void rollout_host_open(lua_State *L, const rollout_options *opts);
 
 /* Registry fields set by rollout_host_open (read by rollout.sys). */
-extern const char *const rollout_key_stdlib;
-extern const char *const rollout_key_target;
-extern const char *const rollout_key_exe;
+#define ROLLOUT_KEY_STDLIB "rollout.stdlib"
+#define ROLLOUT_KEY_TARGET "rollout.target"
+#define ROLLOUT_KEY_EXE "rollout.exe"
 
 /* Calls the function below `narg` arguments with a traceback handler, with
  * ^C armed for the duration. Returns a lua status. */
@@ -87,7 +87,6 @@ int rollout_fail_errno(lua_State *L, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-const char *rollout_errno_name(int err);
 
 /* Reads an optional numeric field of the table at idx (misuse raises). */
 double rollout_optfield_number(lua_State *L, int idx, const char *field, double def);

@@ -4,6 +4,7 @@
  *
  *   lib/clock.c  the monotonic clock, a short sleep
  *   lib/file.c   private temporary files and atomic file writes
+ *   lib/errno.c  errno names
  */
 #ifndef ROLLOUT_LIB_H
 #define ROLLOUT_LIB_H
@@ -38,5 +39,10 @@ int rollout_tmpfile_commit(const char *tmp, const char *path, int do_fsync);
  * renames it over path and fsyncs the directory. Returns 0 or an errno; on
  * failure the temporary file is gone and path is untouched. */
 int rollout_write_atomic(const char *path, const char *data, size_t len, unsigned mode, int do_fsync);
+
+/* ---- lib/errno.c ---------------------------------------------------- */
+
+/* The name of an errno value ("ENOENT"), "EIO" for one without a name here. */
+const char *rollout_errno_name(int err);
 
 #endif

@@ -53,7 +53,7 @@ static int sys_hostname(lua_State *L)
 /* sys.target() -> the --target / ROLLOUT_TARGET name, or nil */
 static int sys_target(lua_State *L)
 {
-    push_registry(L, rollout_key_target);
+    push_registry(L, ROLLOUT_KEY_TARGET);
     return 1;
 }
 
@@ -98,11 +98,11 @@ int luaopen_rollout_sys(lua_State *L)
     lua_setfield(L, -2, "version");
     lua_pushliteral(L, LUA_RELEASE);
     lua_setfield(L, -2, "lua_version");
-    push_registry(L, rollout_key_exe);
+    push_registry(L, ROLLOUT_KEY_EXE);
     lua_setfield(L, -2, "exe");
     /* the stdlib directory, and the tree it sits in (source checkout or
      * $(PREFIX)/share/rollout) where scripts/ and deployments/ are found */
-    push_registry(L, rollout_key_stdlib);
+    push_registry(L, ROLLOUT_KEY_STDLIB);
     if (lua_isstring(L, -1)) {
         const char *dir = lua_tostring(L, -1);
         const char *slash = strrchr(dir, '/');

@@ -3,14 +3,11 @@
 #define _GNU_SOURCE
 #include "rollout/host.h"
 
-#include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <dlfcn.h>
@@ -28,11 +25,6 @@ static const luaL_Reg modules[] = {
 #include "rollout/modules.h"
 #undef ROLLOUT_MODULE
     {NULL, NULL}};
-
-/* Registry keys read by rollout.sys. */
-const char *const rollout_key_stdlib = "rollout.stdlib";
-const char *const rollout_key_target = "rollout.target";
-const char *const rollout_key_exe = "rollout.exe";
 
 static int is_dir_with(const char *dir, const char *rel)
 {
@@ -185,17 +177,17 @@ void rollout_host_open(lua_State *L, const rollout_options *opts)
     if (target != NULL && *target == '\0')
         target = NULL;
     lua_pushstring(L, exe);
-    lua_setfield(L, LUA_REGISTRYINDEX, rollout_key_exe);
+    lua_setfield(L, LUA_REGISTRYINDEX, ROLLOUT_KEY_EXE);
     if (have_stdlib)
         lua_pushstring(L, stdlib);
     else
         lua_pushnil(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, rollout_key_stdlib);
+    lua_setfield(L, LUA_REGISTRYINDEX, ROLLOUT_KEY_STDLIB);
     if (target)
         lua_pushstring(L, target);
     else
         lua_pushnil(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, rollout_key_target);
+    lua_setfield(L, LUA_REGISTRYINDEX, ROLLOUT_KEY_TARGET);
 }
 
 /* Message handler: a traceback for ordinary errors; refusal tables
@@ -254,108 +246,4 @@ int rollout_report(lua_State *L, int status, const char *progname)
     }
     fflush(stderr);
     return code;
-}
-
-int rollout_fail(lua_State *L, const char *code, const char *fmt, ...)
-{
-    va_list ap;
-    lua_pushnil(L);
-    va_start(ap, fmt);
-    lua_pushvfstring(L, fmt, ap);
-    va_end(ap);
-    lua_pushstring(L, code);
-    return 3;
-}
-
-const char *rollout_errno_name(int err)
-{
-    switch (err) {
-    case ENOENT: return "ENOENT";
-    case EACCES: return "EACCES";
-    case EPERM: return "EPERM";
-    case EEXIST: return "EEXIST";
-    case ENOTDIR: return "ENOTDIR";
-    case EISDIR: return "EISDIR";
-    case ENOSPC: return "ENOSPC";
-    case EAGAIN: return "EAGAIN";
-    case EINTR: return "EINTR";
-    case ECHILD: return "ECHILD";
-    case ESRCH: return "ESRCH";
-    case EINVAL: return "EINVAL";
-    case ECONNREFUSED: return "ECONNREFUSED";
-    case ETIMEDOUT: return "ETIMEDOUT";
-    case EADDRINUSE: return "EADDRINUSE";
-    case ENAMETOOLONG: return "ENAMETOOLONG";
-    case EROFS: return "EROFS";
-    case EMFILE: return "EMFILE";
-    case ENOTEMPTY: return "ENOTEMPTY";
-    case ELOOP: return "ELOOP";
-    case EXDEV: return "EXDEV";
-    case EBUSY: return "EBUSY";
-    case ENOEXEC: return "ENOEXEC";
-    case ETXTBSY: return "ETXTBSY";
-    case E2BIG: return "E2BIG";
-    case ENOMEM: return "ENOMEM";
-    case EFBIG: return "EFBIG";
-    case EBADF: return "EBADF";
-    case EMLINK: return "EMLINK";
-    case EDQUOT: return "EDQUOT";
-    case ENXIO: return "ENXIO";
-    case ENODEV: return "ENODEV";
-    case EOVERFLOW: return "EOVERFLOW";
-    default: return "EIO";
-    }
-}
-
-int rollout_fail_errno(lua_State *L, int err, const char *fmt, ...)
-{
-    va_list ap;
-    lua_pushnil(L);
-    va_start(ap, fmt);
-    lua_pushvfstring(L, fmt, ap);
-    va_end(ap);
-    lua_pushfstring(L, ": %s", strerror(err));
-    lua_concat(L, 2);
-    lua_pushstring(L, rollout_errno_name(err));
-    return 3;
-}
-
-double rollout_optfield_number(lua_State *L, int idx, const char *field, double def)
-{
-    double v = def;
-    idx = lua_absindex(L, idx);
-    lua_getfield(L, idx, field);
-    if (!lua_isnil(L, -1)) {
-        int ok;
-        v = lua_tonumberx(L, -1, &ok);
-        if (!ok)
-            luaL_error(L, "field '%s' must be a number (got %s)", field, luaL_typename(L, -1));
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-const char *rollout_optfield_string(lua_State *L, int idx, const char *field, const char *def)
-{
-    const char *v = def;
-    idx = lua_absindex(L, idx);
-    lua_getfield(L, idx, field);
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "field '%s' must be a string (got %s)", field, luaL_typename(L, -1));
-        v = lua_tostring(L, -1); /* anchored by the table */
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-int rollout_optfield_boolean(lua_State *L, int idx, const char *field, int def)
-{
-    int v = def;
-    idx = lua_absindex(L, idx);
-    lua_getfield(L, idx, field);
-    if (!lua_isnil(L, -1))
-        v = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
 }
