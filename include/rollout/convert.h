@@ -1,4 +1,4 @@
-/* What rollout.json and rollout.yaml share (runtime/convert.c): the null
+/* What rollout.json and rollout.yaml share (runtime/bindings/convert.c): the null
  * sentinel, the array/object markers, options and caps, a byte buffer held
  * by a userdata, number formatting, positions, and the table walker both
  * encoders use (shapes, key order, cycles, depth, error paths).

@@ -32,13 +32,13 @@ typedef enum rollout_exit {
 } rollout_exit;
 
 /* Every C binding, registered in package.preload as "rollout.<name>".
- * (runtime/host.c redeclares them weak: those in rollout-net.so are loaded
+ * (runtime/host/host.c redeclares them weak: those in rollout-net.so are loaded
  * from it. A binding needing another one should require it from Lua.) */
 #define ROLLOUT_MODULE(name) int luaopen_rollout_##name(lua_State *L);
 #include "rollout/modules.h"
 #undef ROLLOUT_MODULE
 
-/* Host set-up (runtime/host.c). */
+/* Host set-up (runtime/host/host.c). */
 typedef struct rollout_options {
     const char *argv0;  /* as invoked, used to find the stdlib */
     const char *target; /* --target NAME, or NULL */
@@ -61,7 +61,7 @@ int rollout_docall(lua_State *L, int narg, int nres);
  * it asks for: the `exit` field of a refusal table, else 1. Pops it. */
 int rollout_report(lua_State *L, int status, const char *progname);
 
-/* ^C handling (runtime/interrupt.c). */
+/* ^C handling (runtime/lib/interrupt.c). */
 void rollout_interrupt_arm(lua_State *L);    /* install the SIGINT handler */
 void rollout_interrupt_disarm(void);         /* restore the default action */
 int rollout_interrupted(void);               /* a ^C arrived and is pending */

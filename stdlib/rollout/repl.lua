@@ -1,5 +1,5 @@
 --- rollout.repl: what the interactive REPL prints and completes.
--- runtime/repl.c owns the terminal, the history and the evaluation; it calls
+-- runtime/host/repl.c owns the terminal, the history and the evaluation; it calls
 --   repl.show(...)            -> the line printed for a chunk's results
 --   repl.tab(line, width)     -> text to insert at the cursor, or a listing
 -- Both are plain functions, usable (and tested) without a terminal:

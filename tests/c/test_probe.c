@@ -1,7 +1,7 @@
 /* The Lua-free parts of the probe: extract specs, JSON and header
  * extraction, version validity, tallies, merging and percentiles
- * (runtime/probe_extract.c, runtime/probe_tally.c), the request bytes and
- * the HTTP/1.x response parser (runtime/probe_http.c). */
+ * (runtime/net/probe/extract.c, runtime/net/probe/tally.c), the request bytes and
+ * the HTTP/1.x response parser (runtime/net/probe/http.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -202,7 +202,7 @@ typedef struct feed_result {
     size_t left;     /* bytes given but not part of the response */
 } feed_result;
 
-/* Feeds data in pieces of step bytes the way runtime/probe_conn.c does:
+/* Feeds data in pieces of step bytes the way runtime/net/probe/conn.c does:
  * unconsumed bytes are kept and given again with the next piece. */
 static feed_result feed(probe_http *p, const char *data, size_t len, size_t step)
 {

@@ -1,13 +1,13 @@
 /* libFuzzer harness: the probe's incremental HTTP/1.x response parser
- * (runtime/probe_http.c, probe_http_feed/probe_http_eof) and the version
- * extraction that reads what it parsed (runtime/probe_extract.c).
+ * (runtime/net/probe/http.c, probe_http_feed/probe_http_eof) and the version
+ * extraction that reads what it parsed (runtime/net/probe/extract.c).
  *
  * Input: byte 0 = flags, byte 1 = seed of the split points, the rest = the
  * bytes a server sent. flags: bit 0 the request was HEAD, bit 1 keep the
  * body, bits 2-3 body_max (16, 1024, PROBE_BODY_MAX, 0), bits 5-7 the
  * largest piece of the random split (2 << n bytes).
  *
- * The response is fed three ways the way runtime/probe_conn.c feeds it
+ * The response is fed three ways the way runtime/net/probe/conn.c feeds it
  * (unconsumed bytes are given again with the next bytes after them): all
  * at once, one byte at a time, and in pieces of random sizes. Each call
  * sees only the bytes received so far: the rest of the buffer is poisoned,
@@ -104,7 +104,7 @@ static outcome run(const char *stream, size_t len, int head_request, int keep, s
         if (piece > len - arrived)
             piece = len - arrived;
         arrived += piece;
-        for (;;) { /* what probe_conn.c's slot_parse does with what arrived */
+        for (;;) { /* what runtime/net/probe/conn.c's slot_parse does with what arrived */
             size_t have = arrived - consumed, used = (size_t)-1;
             ASAN_POISON_MEMORY_REGION(stream + arrived, len - arrived);
             ev = probe_http_feed(&p, stream + consumed, have, &used);

@@ -1,6 +1,10 @@
-/* What runtime/probe_engine.c (threads, stop rules, tallying) and
- * runtime/probe_conn.c (one worker's connections and its event loop)
- * share. Lua-free. */
+/* Private to the probe engine (runtime/net/probe/): what engine.c (the run
+ * and its threads), conn.c (one worker's connections and its event loop)
+ * and rules.c (stop rules, counting) share. Lua-free.
+ *
+ * Dependencies go one way: engine.c -> conn.c -> rules.c -> tally.c,
+ * extract.c; http.c (request bytes, response parser) is used by engine.c
+ * and conn.c. */
 #ifndef ROLLOUT_PROBE_INTERNAL_H
 #define ROLLOUT_PROBE_INTERNAL_H
 
@@ -105,7 +109,7 @@ struct probe_worker {
     atomic_int finished;
 };
 
-/* ---- runtime/probe_engine.c ---- */
+/* ---- runtime/net/probe/rules.c ---- */
 
 /* May this worker send one more request? Claims it when there is a count. */
 int probe_may_start(probe_worker *w, double now);
@@ -115,7 +119,7 @@ void probe_fail(probe_worker *w, int status, const char *msg);
  * PROBE_OUT_TOO_LARGE or an enum probe_kind. 0, or -1 to stop. */
 int probe_finish(probe_worker *w, probe_slot *sl, int outcome, double now);
 
-/* ---- runtime/probe_conn.c ---- */
+/* ---- runtime/net/probe/conn.c ---- */
 
 int probe_worker_init(probe_worker *w, probe_shared *s, int index, int nslots);
 void probe_worker_free(probe_worker *w);
