@@ -165,7 +165,7 @@ $(FUZZ_BUILD)/%.o: %.c
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ_BUILD)/fuzz_probe_http: $(FUZZ_BUILD)/tests/fuzz/fuzz_probe_http.o $(FUZZ_BUILD)/runtime/net/probe/http.o \
-		$(FUZZ_BUILD)/runtime/net/probe/extract.o
+		$(FUZZ_BUILD)/runtime/net/probe/extract.o $(FUZZ_BUILD)/runtime/lib/buf.o
 	$(call say,LINK,$@)
 	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(NET_LIBS)
 

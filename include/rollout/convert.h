@@ -1,6 +1,5 @@
 /* What rollout.json and rollout.yaml share (runtime/bindings/convert.c): the null
- * sentinel, the array/object markers, options and caps, a byte buffer held
- * by a userdata, number formatting, positions, and the table walker both
+ * sentinel, the array/object markers, options and caps, number formatting, positions, and the table walker both
  * encoders use (shapes, key order, cycles, depth, error paths).
  *
  * Conventions (DESIGN.md, "Conversions"):
@@ -56,18 +55,6 @@ lua_Integer rc_opt_integer(lua_State *L, int idx, const char *field, lua_Integer
                            lua_Integer hi);
 /* Raises unless the value at idx is nil, none or a table. */
 void rc_check_opts(lua_State *L, int idx);
-
-/* A growable byte buffer owned by a userdata (freed by __gc/__close, so a
- * raise never leaks it). rc_buf_new pushes the userdata. */
-typedef struct rc_buf {
-    char *p;
-    size_t len, cap;
-} rc_buf;
-rc_buf *rc_buf_new(lua_State *L);
-/* 0, or -1 when out of memory; never raises. */
-int rc_buf_add(rc_buf *b, const void *s, size_t n);
-/* Pushes the contents as a string and frees the memory. */
-void rc_buf_push(lua_State *L, rc_buf *b);
 
 /* nil, "[name: ]input is larger than N bytes (max_size)", "invalid" */
 int rc_fail_too_large(lua_State *L, const char *name, size_t max);

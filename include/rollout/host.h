@@ -88,6 +88,12 @@ int rollout_fail_errno(lua_State *L, int err, const char *fmt, ...)
 #endif
     ;
 
+/* Pushes a userdata holding an empty rbuf (include/rollout/lib.h) that its
+ * __gc / __close frees: a buffer a raise never leaks. */
+rbuf *rollout_newbuf(lua_State *L);
+/* Pushes the contents of b as a string and frees its memory. */
+void rollout_pushbuf(lua_State *L, rbuf *b);
+
 /* Reads an optional numeric field of the table at idx (misuse raises). */
 double rollout_optfield_number(lua_State *L, int idx, const char *field, double def);
 /* Reads an optional string field; returns def when absent. */

@@ -2,6 +2,7 @@
  * They are leaves: nothing here calls a binding, the host or libcurl
  * (tests/lua/layout_spec.lua checks it).
  *
+ *   lib/buf.c    the growable byte buffer
  *   lib/clock.c  the monotonic clock, a short sleep
  *   lib/file.c   private temporary files and atomic file writes
  *   lib/errno.c  errno names
@@ -10,6 +11,42 @@
 #define ROLLOUT_LIB_H
 
 #include <stddef.h>
+
+/* ---- lib/buf.c ------------------------------------------------------ */
+
+/* A growable byte buffer, the one every part of rollout uses. Zeroed (or
+ * RBUF_INIT) is an empty buffer. Once anything was added, p[len] is a NUL
+ * (so the contents can be used as a C string when they hold no NUL). An
+ * allocation failure is sticky: the add that failed and every later one
+ * return -1 and change nothing, until rbuf_clear; so a builder can add
+ * many pieces and look once (rbuf.oom). A buffer that must survive a Lua
+ * error is held by a userdata (rollout_newbuf, include/rollout/host.h). */
+typedef struct rbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} rbuf;
+#define RBUF_INIT {NULL, 0, 0, 0}
+
+/* Appends n bytes: 0, or -1 when out of memory. */
+int rbuf_add(rbuf *b, const void *data, size_t n);
+/* Appends a C string. */
+int rbuf_adds(rbuf *b, const char *s);
+/* Makes room for n more bytes (and the NUL) without adding them: the
+ * caller writes at p + len, then calls rbuf_grew(b, n). 0 or -1. */
+int rbuf_reserve(rbuf *b, size_t n);
+/* Bytes that fit at p + len without growing. */
+size_t rbuf_room(const rbuf *b);
+/* The caller wrote n bytes at p + len (n <= rbuf_room). */
+void rbuf_grew(rbuf *b, size_t n);
+/* Drops the first n bytes (all of them when n >= len). */
+void rbuf_consume(rbuf *b, size_t n);
+/* Empties the buffer (keeps its memory) and forgets a failure. */
+void rbuf_clear(rbuf *b);
+/* Frees the memory; the buffer is empty again. */
+void rbuf_free(rbuf *b);
+/* The same, zeroing the memory first: for secrets. */
+void rbuf_wipe(rbuf *b);
 
 /* ---- lib/clock.c ---------------------------------------------------- */
 

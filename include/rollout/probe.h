@@ -32,6 +32,8 @@
 
 #include <curl/curl.h>
 
+#include "rollout/lib.h"
+
 #define PROBE_VERSION_MAX 255     /* bytes of a version name */
 #define PROBE_MAX_VERSIONS 1024   /* distinct versions per run */
 #define PROBE_BODY_MAX (1 << 20)  /* bytes of a body kept for extraction */
@@ -228,8 +230,7 @@ typedef struct probe_http {
     /* the body: kept when keep is set (at PROBE_HTTP_HEAD) */
     int keep;
     size_t body_max;
-    char *body;
-    size_t body_len, body_cap;
+    rbuf body;
     /* private */
     int state;
     int head_request;

@@ -141,64 +141,6 @@ void rc_read_opts(lua_State *L, int idx, rc_opts *o)
     o->name = rollout_optfield_string(L, idx, "name", NULL);
 }
 
-/* ---- a buffer owned by a userdata --------------------------------------- */
-
-#define RC_BUF_MT "rollout.convert.buffer"
-
-static int buf_gc(lua_State *L)
-{
-    rc_buf *b = luaL_checkudata(L, 1, RC_BUF_MT);
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-    return 0;
-}
-
-rc_buf *rc_buf_new(lua_State *L)
-{
-    rc_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->p = NULL;
-    b->len = b->cap = 0;
-    if (luaL_newmetatable(L, RC_BUF_MT)) {
-        lua_pushcfunction(L, buf_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, buf_gc);
-        lua_setfield(L, -2, "__close");
-    }
-    lua_setmetatable(L, -2);
-    return b;
-}
-
-int rc_buf_add(rc_buf *b, const void *s, size_t n)
-{
-    if (n > b->cap - b->len) {
-        size_t cap = b->cap ? b->cap : 256;
-        char *p;
-        while (cap - b->len < n) {
-            if (cap > SIZE_MAX / 2)
-                return -1;
-            cap *= 2;
-        }
-        p = realloc(b->p, cap);
-        if (p == NULL)
-            return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n > 0)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
-void rc_buf_push(lua_State *L, rc_buf *b)
-{
-    lua_pushlstring(L, b->p ? b->p : "", b->len);
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
 /* ---- files -------------------------------------------------------------- */
 
 int rc_fail_too_large(lua_State *L, const char *name, size_t max)
@@ -211,7 +153,7 @@ int rc_fail_too_large(lua_State *L, const char *name, size_t max)
 
 int rc_read_file(lua_State *L, const char *path, size_t max)
 {
-    rc_buf *b = rc_buf_new(L);
+    rbuf *b = rollout_newbuf(L);
     struct stat st;
     int fd, err = 0, too_big = 0;
     char chunk[16384];
@@ -235,7 +177,7 @@ int rc_read_file(lua_State *L, const char *path, size_t max)
             too_big = 1;
             break;
         }
-        if (rc_buf_add(b, chunk, (size_t)n) != 0) {
+        if (rbuf_add(b, chunk, (size_t)n) != 0) {
             err = ENOMEM;
             break;
         }
@@ -245,7 +187,7 @@ int rc_read_file(lua_State *L, const char *path, size_t max)
         return rc_fail_too_large(L, path, max);
     if (err != 0)
         return rollout_fail_errno(L, err, "%s", path);
-    rc_buf_push(L, b);
+    rollout_pushbuf(L, b);
     lua_remove(L, -2);
     return 1;
 }

@@ -380,7 +380,7 @@ static int j_decode(lua_State *L)
 /* ---- encoding ----------------------------------------------------------- */
 
 typedef struct jwriter {
-    rc_buf *b;
+    rbuf *b;
     int pretty;
     int level;
 } jwriter;
@@ -388,7 +388,7 @@ typedef struct jwriter {
 static void put(rc_walk *w, const char *s, size_t n)
 {
     jwriter *j = w->ud;
-    if (rc_buf_add(j->b, s, n) != 0)
+    if (rbuf_add(j->b, s, n) != 0)
         luaL_error(w->L, "%s: not enough memory", w->what);
 }
 
@@ -525,7 +525,7 @@ static int j_encode(lua_State *L)
         j.pretty = rollout_optfield_boolean(L, 2, "pretty", 0);
         sort_keys = rollout_optfield_boolean(L, 2, "sort_keys", 1);
     }
-    j.b = rc_buf_new(L); /* index 3 */
+    j.b = rollout_newbuf(L); /* index 3 */
     rc_walk_init(&w, L, "json.encode", max_depth);
     w.sort_keys = sort_keys;
     w.ud = &j;
@@ -534,7 +534,7 @@ static int j_encode(lua_State *L)
     w.close = j_close;
     w.elem = j_elem;
     rc_walk_value(&w, 1);
-    rc_buf_push(L, j.b);
+    rollout_pushbuf(L, j.b);
     return 1;
 }
 

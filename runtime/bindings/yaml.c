@@ -1077,7 +1077,7 @@ static int emitter_close(lua_State *L)
 
 static int write_out(void *data, unsigned char *buffer, size_t size)
 {
-    return rc_buf_add(data, buffer, size) == 0;
+    return rbuf_add(data, buffer, size) == 0;
 }
 
 static void emit(rc_walk *w, yaml_event_t *ev, int ok)
@@ -1215,7 +1215,7 @@ static void y_elem(rc_walk *w, size_t i, int key_idx)
 static int y_dump(lua_State *L)
 {
     rc_walk w;
-    rc_buf *out;
+    rbuf *out;
     yemitter *y;
     yaml_event_t ev;
     int max_depth = RC_DEFAULT_MAX_DEPTH, doc_start = 0, key_order = 0;
@@ -1250,7 +1250,7 @@ static int y_dump(lua_State *L)
             return luaL_error(L, "option 'key_order' must be a list of keys (got %s)", luaL_typename(L, 3));
         }
     }
-    out = rc_buf_new(L);
+    out = rollout_newbuf(L);
     y = lua_newuserdatauv(L, sizeof *y, 0);
     y->has_e = 0;
     if (luaL_newmetatable(L, EMITTER_MT)) {
@@ -1285,7 +1285,7 @@ static int y_dump(lua_State *L)
         return luaL_error(L, "yaml.dump: not enough memory");
     yaml_emitter_delete(&y->e);
     y->has_e = 0;
-    rc_buf_push(L, out);
+    rollout_pushbuf(L, out);
     return 1;
 }
 

@@ -45,8 +45,7 @@ typedef struct repl {
     int hist_warned;    /* a write failure was reported */
     const char *prompt; /* read by prompt_fn */
     int module_ref;     /* rollout.repl in the registry, or LUA_NOREF */
-    char *plain;        /* line buffer of the plain reader */
-    size_t plain_size;
+    rbuf plain;         /* line buffer of the plain reader */
     char *old_locale;   /* LC_CTYPE before the REPL, restored on close */
     int closed;
 } repl;
@@ -314,8 +313,7 @@ static void repl_close(repl *r)
     r->hist = NULL;
     free(r->hist_path);
     r->hist_path = NULL;
-    free(r->plain);
-    r->plain = NULL;
+    rbuf_free(&r->plain);
     if (r->module_ref != LUA_NOREF)
         luaL_unref(r->L, LUA_REGISTRYINDEX, r->module_ref);
     r->module_ref = LUA_NOREF;
@@ -411,13 +409,14 @@ static int read_edited(repl *r, const char **line, size_t *len)
 /* Reads a line from a non-terminal stdin, printing the prompt like lua.c. */
 static int read_plain(repl *r, const char **line, size_t *len)
 {
-    size_t n = 0;
+    rbuf_clear(&r->plain);
     fputs(r->prompt, stdout);
     fflush(stdout);
     got_sigint = 0;
     arm_reading();
     for (;;) {
         int c = getc(stdin);
+        char ch = (char)c;
         if (c == EOF) {
             if (got_sigint || (ferror(stdin) && errno == EINTR)) {
                 clearerr(stdin);
@@ -427,25 +426,17 @@ static int read_plain(repl *r, const char **line, size_t *len)
                 fputc('\n', stdout);
                 return READ_CANCEL;
             }
-            if (n == 0)
+            if (r->plain.len == 0)
                 return READ_EOF;
             break;
         }
-        if (n + 2 > r->plain_size) {
-            size_t size = r->plain_size ? r->plain_size * 2 : 256;
-            char *p = realloc(r->plain, size);
-            if (p == NULL)
-                return READ_EOF;
-            r->plain = p;
-            r->plain_size = size;
-        }
-        r->plain[n++] = (char)c;
+        if (rbuf_add(&r->plain, &ch, 1) != 0)
+            return READ_EOF;
         if (c == '\n')
             break;
     }
-    r->plain[n] = '\0';
-    *line = r->plain;
-    *len = n;
+    *line = r->plain.p;
+    *len = r->plain.len;
     return READ_OK;
 }
 

@@ -1,5 +1,6 @@
 /* What every binding shares: failures returned as values (nil, message,
- * code), and the optional fields of an options table. */
+ * code), the optional fields of an options table, a buffer a userdata
+ * holds. */
 #include "rollout/host.h"
 
 #include <stdarg.h>
@@ -67,4 +68,32 @@ int rollout_optfield_boolean(lua_State *L, int idx, const char *field, int def)
         v = lua_toboolean(L, -1);
     lua_pop(L, 1);
     return v;
+}
+
+#define BUF_MT "rollout.buffer"
+
+static int buf_gc(lua_State *L)
+{
+    rbuf_free(luaL_checkudata(L, 1, BUF_MT));
+    return 0;
+}
+
+rbuf *rollout_newbuf(lua_State *L)
+{
+    rbuf *b = lua_newuserdatauv(L, sizeof *b, 0);
+    *b = (rbuf)RBUF_INIT;
+    if (luaL_newmetatable(L, BUF_MT)) {
+        lua_pushcfunction(L, buf_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, buf_gc);
+        lua_setfield(L, -2, "__close");
+    }
+    lua_setmetatable(L, -2);
+    return b;
+}
+
+void rollout_pushbuf(lua_State *L, rbuf *b)
+{
+    lua_pushlstring(L, b->p ? b->p : "", b->len);
+    rbuf_free(b);
 }

@@ -42,15 +42,10 @@
 
 /* ---- the request userdata ------------------------------------------ */
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-} buf;
-
 typedef struct http_req {
     CURL *e;
     struct curl_slist *headers;
-    buf body, head;
+    rbuf body, head;
     size_t max_body;
     int too_large;
     int closed;
@@ -68,36 +63,13 @@ static void req_free(http_req *r)
     r->e = NULL;
     curl_slist_free_all(r->headers);
     r->headers = NULL;
-    free(r->body.p);
-    free(r->head.p);
-    r->body.p = r->head.p = NULL;
+    rbuf_free(&r->body);
+    rbuf_free(&r->head);
 }
 
 static int req_gc(lua_State *L)
 {
     req_free(luaL_checkudata(L, 1, HTTP_REQUEST));
-    return 0;
-}
-
-/* Appends n bytes; -1 when the buffer would pass max or memory runs out. */
-static int buf_add(buf *b, const char *data, size_t n, size_t max)
-{
-    if (n > max - b->len)
-        return -1;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *p;
-        while (cap < b->len + n)
-            cap = cap > max / 2 ? max : cap * 2;
-        p = realloc(b->p, cap ? cap : 1);
-        if (p == NULL)
-            return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n > 0)
-        memcpy(b->p + b->len, data, n);
-    b->len += n;
     return 0;
 }
 
@@ -109,7 +81,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
         r->too_large = 1;
         return 0;
     }
-    return buf_add(&r->body, data, n, r->max_body) == 0 ? n : 0;
+    return rbuf_add(&r->body, data, n) == 0 ? n : 0;
 }
 
 static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
@@ -117,10 +89,10 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
     http_req *r = ud;
     size_t n = size * nitems;
     if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) { /* a new response (redirect, 100) */
-        r->head.len = 0;
-        r->body.len = 0;
+        rbuf_clear(&r->head);
+        rbuf_clear(&r->body);
     }
-    if (buf_add(&r->head, line, n, HEADERS_MAX) != 0) {
+    if (n > HEADERS_MAX - r->head.len || rbuf_add(&r->head, line, n) != 0) {
         r->too_large = 1;
         return 0;
     }

@@ -58,73 +58,31 @@
 #define MAX_LINE ((size_t)64 << 20)
 #define MAX_HEAD ((size_t)1 << 20)
 
-/* ---- buffers and secrets --------------------------------------------- */
-
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-} buf;
-
-static void wipe(void *p, size_t n)
-{
-    volatile unsigned char *v = p;
-    while (n-- > 0)
-        *v++ = 0;
-}
-
-static void buf_free(buf *b, int secret)
-{
-    if (b->p != NULL && secret)
-        wipe(b->p, b->cap);
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
-/* Appends n bytes keeping a NUL after them; -1 when out of memory. */
-static int buf_add(buf *b, const char *data, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *p;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        p = realloc(b->p, cap);
-        if (p == NULL)
-            return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n > 0)
-        memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
+/* ---- secrets ---------------------------------------------------------- */
 
 /* Replaces a secret with the string field `field` of the table at idx
  * (nil: cleared). Misuse raises; memory failures raise too. */
-static void secret_field(lua_State *L, int idx, const char *field, buf *out)
+static void secret_field(lua_State *L, int idx, const char *field, rbuf *out)
 {
     size_t len;
     const char *s;
     lua_getfield(L, idx, field);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
-        buf_free(out, 1);
+        rbuf_wipe(out);
         return;
     }
     if (lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "field '%s' must be a string (got %s)", field, luaL_typename(L, -1));
     s = lua_tolstring(L, -1, &len);
-    buf_free(out, 1);
-    if (len > 0 && buf_add(out, s, len) != 0)
+    rbuf_wipe(out);
+    if (len > 0 && rbuf_add(out, s, len) != 0)
         luaL_error(L, "out of memory");
     lua_pop(L, 1);
 }
 
 /* A string replaces the secret, false clears it, nil keeps it. */
-static void update_secret(lua_State *L, int idx, const char *field, buf *out)
+static void update_secret(lua_State *L, int idx, const char *field, rbuf *out)
 {
     int t = lua_getfield(L, idx, field);
     lua_pop(L, 1);
@@ -135,7 +93,7 @@ static void update_secret(lua_State *L, int idx, const char *field, buf *out)
         if (lua_toboolean(L, -1))
             luaL_error(L, "field '%s' must be a string or false", field);
         lua_pop(L, 1);
-        buf_free(out, 1);
+        rbuf_wipe(out);
         return;
     }
     secret_field(L, idx, field, out);
@@ -148,7 +106,7 @@ typedef struct session {
     CURL *e;        /* reused for every request: keep-alive */
     CURLSH *share;  /* connections, TLS sessions and DNS, shared with streams */
     struct curl_slist *hdrs, *connect_to;
-    buf body, head;
+    rbuf body, head;
     size_t max_body;
     int too_large;
     char errbuf[CURL_ERROR_SIZE];
@@ -156,7 +114,7 @@ typedef struct session {
     double connect_timeout;
     int insecure;
     char *proxy, *user_agent, *server_name;
-    buf ca, cert, key, token;
+    rbuf ca, cert, key, token;
     int streams; /* open streams using `share` */
 } session;
 
@@ -167,7 +125,7 @@ typedef struct stream {
     int added, done, headers_done;
     CURLcode rc;
     struct curl_slist *hdrs, *connect_to;
-    buf data, head;
+    rbuf data, head;
     size_t off;    /* data before off has been handed out */
     int too_large;
     long status;
@@ -192,12 +150,12 @@ static void session_free(session *s)
     curl_slist_free_all(s->hdrs);
     curl_slist_free_all(s->connect_to);
     s->hdrs = s->connect_to = NULL;
-    buf_free(&s->body, 0);
-    buf_free(&s->head, 0);
-    buf_free(&s->ca, 1);
-    buf_free(&s->cert, 1);
-    buf_free(&s->key, 1);
-    buf_free(&s->token, 1);
+    rbuf_free(&s->body);
+    rbuf_free(&s->head);
+    rbuf_wipe(&s->ca);
+    rbuf_wipe(&s->cert);
+    rbuf_wipe(&s->key);
+    rbuf_wipe(&s->token);
     free(s->proxy);
     free(s->user_agent);
     free(s->server_name);
@@ -425,10 +383,10 @@ static void setup(lua_State *L, session *s, CURL *e, int idx, struct curl_slist 
     if (add_header(hdrs, "Expect:") != 0)
         luaL_error(L, "out of memory");
     if (auth && s->token.len > 0) {
-        buf h = {NULL, 0, 0};
-        int bad = buf_add(&h, "Authorization: Bearer ", 22) != 0 || buf_add(&h, s->token.p, s->token.len) != 0 ||
+        rbuf h = RBUF_INIT;
+        int bad = rbuf_adds(&h, "Authorization: Bearer ") != 0 || rbuf_add(&h, s->token.p, s->token.len) != 0 ||
                   add_header(hdrs, h.p) != 0;
-        buf_free(&h, 1);
+        rbuf_wipe(&h);
         if (bad)
             luaL_error(L, "out of memory");
     }
@@ -518,7 +476,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
         s->too_large = 1;
         return 0;
     }
-    return buf_add(&s->body, data, n) == 0 ? n : 0;
+    return rbuf_add(&s->body, data, n) == 0 ? n : 0;
 }
 
 static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
@@ -526,12 +484,12 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
     session *s = ud;
     size_t n = size * nitems;
     if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) { /* a new response (100 Continue, proxy CONNECT) */
-        s->head.len = 0;
-        s->body.len = 0;
+        rbuf_clear(&s->head);
+        rbuf_clear(&s->body);
     }
     if (s->head.len + n > MAX_HEAD)
         return 0;
-    return buf_add(&s->head, line, n) == 0 ? n : 0;
+    return rbuf_add(&s->head, line, n) == 0 ? n : 0;
 }
 
 /* s:request{...} */
@@ -547,7 +505,8 @@ static int hs_request(lua_State *L)
     lua_settop(L, 2);
     timeout = seconds(L, 2, "timeout", 30);
     curl_easy_reset(s->e);
-    s->body.len = s->head.len = 0;
+    rbuf_clear(&s->body);
+    rbuf_clear(&s->head);
     s->too_large = 0;
     s->errbuf[0] = '\0';
     s->guard.deadline = 0;
@@ -580,7 +539,7 @@ static int hs_request(lua_State *L)
     lua_pushlstring(L, s->body.p ? s->body.p : "", s->body.len);
     lua_setfield(L, -2, "body");
     if (s->body.cap > ((size_t)1 << 20)) /* don't keep a large list's buffer */
-        buf_free(&s->body, 0);
+        rbuf_free(&s->body);
     return 1;
 }
 
@@ -611,8 +570,8 @@ static void stream_free(stream *st)
     curl_slist_free_all(st->hdrs);
     curl_slist_free_all(st->connect_to);
     st->hdrs = st->connect_to = NULL;
-    buf_free(&st->data, 0);
-    buf_free(&st->head, 0);
+    rbuf_free(&st->data);
+    rbuf_free(&st->head);
     free(st->method);
     free(st->url);
     st->method = st->url = NULL;
@@ -641,9 +600,10 @@ static size_t on_stream_data(char *data, size_t size, size_t nmemb, void *ud)
         return 0;
     }
     if (st->off > 0 && st->off == st->data.len) { /* all handed out: start over */
-        st->data.len = st->off = 0;
+        rbuf_clear(&st->data);
+        st->off = 0;
     }
-    return buf_add(&st->data, data, n) == 0 ? n : 0;
+    return rbuf_add(&st->data, data, n) == 0 ? n : 0;
 }
 
 static size_t on_stream_header(char *line, size_t size, size_t nitems, void *ud)
@@ -651,7 +611,7 @@ static size_t on_stream_header(char *line, size_t size, size_t nitems, void *ud)
     stream *st = ud;
     size_t n = size * nitems;
     if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
-        st->head.len = 0;
+        rbuf_clear(&st->head);
         st->headers_done = 0;
     } else if ((n == 2 && line[0] == '\r' && line[1] == '\n') || (n == 1 && line[0] == '\n')) {
         long code = 0;
@@ -661,7 +621,7 @@ static size_t on_stream_header(char *line, size_t size, size_t nitems, void *ud)
     }
     if (st->head.len + n > MAX_HEAD)
         return 0;
-    return buf_add(&st->head, line, n) == 0 ? n : 0;
+    return rbuf_add(&st->head, line, n) == 0 ? n : 0;
 }
 
 enum { STEP_GO, STEP_DONE, STEP_WAIT_OVER, STEP_STOP };

@@ -24,9 +24,10 @@
 
 enum { IO_CAPTURE, IO_INHERIT, IO_NULL, IO_STDOUT };
 
+/* Captured output, up to max bytes (the rest is dropped and said so). */
 typedef struct outbuf {
-    char *data;
-    size_t len, cap, max;
+    rbuf b;
+    size_t max;
     int truncated;
 } outbuf;
 
@@ -86,9 +87,8 @@ static void run_release(run_state *st)
     close_fd(&st->err_fd);
     close_fd(&st->report_r);
     close_fd(&st->pidfd);
-    free(st->out.data);
-    free(st->err.data);
-    st->out.data = st->err.data = NULL;
+    rbuf_free(&st->out.b);
+    rbuf_free(&st->err.b);
 }
 
 static int run_gc(lua_State *L)
@@ -97,32 +97,14 @@ static int run_gc(lua_State *L)
     return 0;
 }
 
-static void append(outbuf *b, const char *src, size_t n)
+static void append(outbuf *o, const char *src, size_t n)
 {
-    size_t room = b->max - b->len;
-    if (n > room) {
-        b->truncated = 1;
-        n = room;
+    if (n > o->max - o->b.len) {
+        o->truncated = 1;
+        n = o->max - o->b.len;
     }
-    if (n == 0)
-        return;
-    if (b->len + n > b->cap) {
-        size_t ncap = b->cap ? b->cap : CHUNK;
-        char *p;
-        while (ncap < b->len + n)
-            ncap *= 2;
-        if (ncap > b->max)
-            ncap = b->max;
-        p = realloc(b->data, ncap);
-        if (p == NULL) {
-            b->truncated = 1;
-            return;
-        }
-        b->data = p;
-        b->cap = ncap;
-    }
-    memcpy(b->data + b->len, src, n);
-    b->len += n;
+    if (n > 0 && rbuf_add(&o->b, src, n) != 0)
+        o->truncated = 1;
 }
 
 /* Reads what is available on *fd into b; closes it at EOF or on error.
@@ -240,7 +222,7 @@ static void set_nonblock(int fd)
 
 static void push_buf(lua_State *L, const outbuf *b, const char *field)
 {
-    lua_pushlstring(L, b->data ? b->data : "", b->len);
+    lua_pushlstring(L, b->b.p ? b->b.p : "", b->b.len);
     lua_setfield(L, -2, field);
 }
 

@@ -255,7 +255,7 @@ static void drop_conn(probe_worker *w, probe_slot *sl)
     }
     sl->fd = -1;
     sl->reused = 0;
-    sl->in_len = 0;
+    rbuf_clear(&sl->in);
 }
 
 /* Starts a new request on the slot. */
@@ -338,10 +338,10 @@ static int slot_go(probe_worker *w, probe_slot *sl)
 {
     sl->req_off = 0;
     sl->got = 0;
-    sl->in_len = 0;
+    rbuf_clear(&sl->in);
     sl->have_ver = 0;
     sl->have_by = 0;
-    sl->hlen = 0;
+    rbuf_clear(&sl->hdr);
     probe_http_begin(&sl->http, w->s->head, PROBE_BODY_MAX);
     if (sl->connected) {
         sl->phase = SLOT_SENDING;
@@ -414,15 +414,8 @@ static void on_head(probe_worker *w, probe_slot *sl, const char *head, size_t le
             while (len > 0 && head[len - 1] != '\n')
                 len--;
         }
-        if (len > sl->hcap) {
-            char *p = realloc(sl->hdr, len);
-            if (p == NULL)
-                return; /* headers are a courtesy to the callback */
-            sl->hdr = p;
-            sl->hcap = len;
-        }
-        memcpy(sl->hdr, head, len);
-        sl->hlen = len;
+        rbuf_clear(&sl->hdr);
+        rbuf_add(&sl->hdr, head, len); /* headers are a courtesy to the callback: none without memory */
     }
 }
 
@@ -441,34 +434,24 @@ static int slot_done(probe_worker *w, probe_slot *sl, int leftover)
     return slot_next(w, sl, now);
 }
 
-static void consume(probe_slot *sl, size_t used)
-{
-    if (used >= sl->in_len) {
-        sl->in_len = 0;
-    } else if (used > 0) {
-        memmove(sl->in, sl->in + used, sl->in_len - used);
-        sl->in_len -= used;
-    }
-}
-
 /* Parses what was received. 0: more to come; 1: the request ended;
  * -1: stop the run. */
 static int slot_parse(probe_worker *w, probe_slot *sl)
 {
     for (;;) {
         size_t used = 0;
-        int ev = probe_http_feed(&sl->http, sl->in, sl->in_len, &used);
+        int ev = probe_http_feed(&sl->http, sl->in.p, sl->in.len, &used);
         if (ev == PROBE_HTTP_HEAD) {
-            on_head(w, sl, sl->in + sl->http.head_off, sl->http.head_len);
-            consume(sl, used);
+            on_head(w, sl, sl->in.p + sl->http.head_off, sl->http.head_len);
+            rbuf_consume(&sl->in, used);
             continue;
         }
-        consume(sl, used);
+        rbuf_consume(&sl->in, used);
         switch (ev) {
         case PROBE_HTTP_MORE:
             return 0;
         case PROBE_HTTP_DONE:
-            return slot_done(w, sl, sl->in_len > 0) != 0 ? -1 : 1;
+            return slot_done(w, sl, sl->in.len > 0) != 0 ? -1 : 1;
         case PROBE_HTTP_OVER:
             drop_conn(w, sl);
             return slot_end(w, sl, PROBE_OUT_TOO_LARGE) != 0 ? -1 : 1;
@@ -501,6 +484,24 @@ static int slot_closed(probe_worker *w, probe_slot *sl, int broken)
     return slot_error(w, sl, PROBE_OTHER);
 }
 
+/* Room to receive into at the end of sl->in, which grows (doubling) up to
+ * IN_MAX bytes: 0, or -1 when it is full (the parser refuses a response
+ * before that) or out of memory. */
+static int in_room(probe_slot *sl, size_t *room)
+{
+    size_t left = IN_MAX - sl->in.len, have;
+    if (left == 0)
+        return -1;
+    if (rbuf_room(&sl->in) == 0) {
+        size_t more = sl->in.len > 0 ? sl->in.len : IN_FIRST;
+        if (rbuf_reserve(&sl->in, more < left ? more : left) != 0)
+            return -1;
+    }
+    have = rbuf_room(&sl->in);
+    *room = have < left ? have : left;
+    return 0;
+}
+
 /* Reads what the connection has. */
 static int slot_recv(probe_worker *w, probe_slot *sl)
 {
@@ -508,21 +509,9 @@ static int slot_recv(probe_worker *w, probe_slot *sl)
         size_t room, n = 0;
         CURLcode rc;
         int r;
-        if (sl->in_len == sl->in_cap) {
-            size_t cap = sl->in_cap ? sl->in_cap * 2 : IN_FIRST;
-            char *p;
-            if (cap > IN_MAX)
-                cap = IN_MAX;
-            if (cap <= sl->in_len) /* the parser refuses before this */
-                return slot_error(w, sl, PROBE_OTHER);
-            p = realloc(sl->in, cap);
-            if (p == NULL)
-                return slot_error(w, sl, PROBE_OTHER);
-            sl->in = p;
-            sl->in_cap = cap;
-        }
-        room = sl->in_cap - sl->in_len;
-        rc = curl_easy_recv(sl->e, sl->in + sl->in_len, room, &n);
+        if (in_room(sl, &room) != 0)
+            return slot_error(w, sl, PROBE_OTHER);
+        rc = curl_easy_recv(sl->e, sl->in.p + sl->in.len, room, &n);
         if (rc == CURLE_AGAIN)
             return 0;
         if (rc != CURLE_OK)
@@ -534,7 +523,7 @@ static int slot_recv(probe_worker *w, probe_slot *sl)
             return 0;
         }
         sl->got += n;
-        sl->in_len += n;
+        rbuf_grew(&sl->in, n);
         r = slot_parse(w, sl);
         if (r != 0)
             return r < 0 ? -1 : 0;
@@ -623,8 +612,8 @@ void probe_worker_free(probe_worker *w)
             probe_slot *sl = &w->slots[i];
             if (sl->e != NULL)
                 curl_easy_cleanup(sl->e);
-            free(sl->in);
-            free(sl->hdr);
+            rbuf_free(&sl->in);
+            rbuf_free(&sl->hdr);
             probe_http_free(&sl->http);
         }
         free(w->slots);

@@ -19,40 +19,7 @@
 
 /* ---- the request --------------------------------------------------- */
 
-typedef struct strbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} strbuf;
-
-static void sb_add(strbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        char *p;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(strbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static void sb_base64(strbuf *b, const unsigned char *s, size_t n)
+static void sb_base64(rbuf *b, const unsigned char *s, size_t n)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     for (size_t i = 0; i < n; i += 3) {
@@ -66,7 +33,7 @@ static void sb_base64(strbuf *b, const unsigned char *s, size_t n)
         out[1] = tab[(v >> 12) & 63];
         out[2] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
         out[3] = i + 2 < n ? tab[v & 63] : '=';
-        sb_add(b, out, 4);
+        rbuf_add(b, out, 4);
     }
 }
 
@@ -92,7 +59,7 @@ int probe_http_request(const probe_config *cfg, char **out, size_t *outlen, int 
     char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL;
     char *user = NULL, *pass = NULL;
     const char *method = cfg->method != NULL ? cfg->method : "GET";
-    strbuf b = {NULL, 0, 0, 0};
+    rbuf b = RBUF_INIT;
     int rc = -1;
     unsigned host_flags = 0;
     CURLUcode uc;
@@ -131,47 +98,45 @@ int probe_http_request(const probe_config *cfg, char **out, size_t *outlen, int 
     }
     *tls = strcmp(scheme, "https") == 0;
 
-    sb_str(&b, method);
-    sb_str(&b, " ");
-    sb_str(&b, path[0] != '\0' ? path : "/");
+    rbuf_adds(&b, method);
+    rbuf_adds(&b, " ");
+    rbuf_adds(&b, path[0] != '\0' ? path : "/");
     if (query != NULL) {
-        sb_str(&b, "?");
-        sb_str(&b, query);
+        rbuf_adds(&b, "?");
+        rbuf_adds(&b, query);
     }
-    sb_str(&b, " HTTP/1.1\r\n");
+    rbuf_adds(&b, " HTTP/1.1\r\n");
     if (!has_header(cfg->headers, "Host")) {
-        sb_str(&b, "Host: ");
-        sb_str(&b, host);
+        rbuf_adds(&b, "Host: ");
+        rbuf_adds(&b, host);
         if (strcmp(port, *tls ? "443" : "80") != 0) {
-            sb_str(&b, ":");
-            sb_str(&b, port);
+            rbuf_adds(&b, ":");
+            rbuf_adds(&b, port);
         }
-        sb_str(&b, "\r\n");
+        rbuf_adds(&b, "\r\n");
     }
     if ((user != NULL || pass != NULL) && !has_header(cfg->headers, "Authorization")) {
-        strbuf cred = {NULL, 0, 0, 0};
-        sb_str(&cred, user != NULL ? user : "");
-        sb_str(&cred, ":");
-        sb_str(&cred, pass != NULL ? pass : "");
-        sb_str(&b, "Authorization: Basic ");
+        rbuf cred = RBUF_INIT;
+        rbuf_adds(&cred, user != NULL ? user : "");
+        rbuf_adds(&cred, ":");
+        rbuf_adds(&cred, pass != NULL ? pass : "");
+        rbuf_adds(&b, "Authorization: Basic ");
         if (cred.oom)
             b.oom = 1;
         else
             sb_base64(&b, (const unsigned char *)cred.p, cred.len);
-        sb_str(&b, "\r\n");
-        if (cred.p != NULL)
-            memset(cred.p, 0, cred.len); /* a secret */
-        free(cred.p);
+        rbuf_adds(&b, "\r\n");
+        rbuf_wipe(&cred); /* a secret */
     }
     if (!has_header(cfg->headers, "Accept"))
-        sb_str(&b, "Accept: */*\r\n");
+        rbuf_adds(&b, "Accept: */*\r\n");
     for (const struct curl_slist *h = cfg->headers; h != NULL; h = h->next) {
         const char *colon = strchr(h->data, ':');
         if (colon == NULL) { /* "Name;": the name with an empty value */
             const char *semi = strchr(h->data, ';');
             if (semi != NULL && semi != h->data && semi[1] == '\0') {
-                sb_add(&b, h->data, (size_t)(semi - h->data));
-                sb_str(&b, ":\r\n");
+                rbuf_add(&b, h->data, (size_t)(semi - h->data));
+                rbuf_adds(&b, ":\r\n");
             }
             continue;
         }
@@ -184,22 +149,20 @@ int probe_http_request(const probe_config *cfg, char **out, size_t *outlen, int 
             if (*v == '\0')
                 continue; /* blank: sent by no one */
         }
-        sb_str(&b, h->data);
-        sb_str(&b, "\r\n");
+        rbuf_adds(&b, h->data);
+        rbuf_adds(&b, "\r\n");
     }
-    sb_str(&b, "\r\n");
+    rbuf_adds(&b, "\r\n");
     if (b.oom) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
     *out = b.p;
     *outlen = b.len;
-    b.p = NULL;
+    b = (rbuf)RBUF_INIT;
     rc = 0;
 out:
-    if (b.p != NULL)
-        memset(b.p, 0, b.len); /* may hold credentials */
-    free(b.p);
+    rbuf_wipe(&b); /* may hold credentials */
     curl_free(scheme);
     curl_free(host);
     curl_free(port);
@@ -238,7 +201,7 @@ void probe_http_begin(probe_http *p, int head_request, size_t body_max)
     p->close = 0;
     p->keep = 0;
     p->body_max = body_max;
-    p->body_len = 0;
+    rbuf_clear(&p->body);
     p->state = ST_HEAD;
     p->head_request = head_request;
     p->left = 0;
@@ -248,9 +211,7 @@ void probe_http_begin(probe_http *p, int head_request, size_t body_max)
 
 void probe_http_free(probe_http *p)
 {
-    free(p->body);
-    p->body = NULL;
-    p->body_len = p->body_cap = 0;
+    rbuf_free(&p->body);
 }
 
 /* tchar of RFC 9110 */
@@ -453,24 +414,9 @@ static int sink(probe_http *p, const char *d, size_t n)
 {
     if (!p->keep || n == 0)
         return 0;
-    if (n > p->body_max - p->body_len)
+    if (n > p->body_max - p->body.len)
         return -1;
-    if (p->body_len + n > p->body_cap) {
-        size_t cap = p->body_cap ? p->body_cap : 1024;
-        char *q;
-        while (cap < p->body_len + n)
-            cap *= 2;
-        if (cap > p->body_max)
-            cap = p->body_max;
-        q = realloc(p->body, cap);
-        if (q == NULL)
-            return -2;
-        p->body = q;
-        p->body_cap = cap;
-    }
-    memcpy(p->body + p->body_len, d, n);
-    p->body_len += n;
-    return 0;
+    return rbuf_add(&p->body, d, n) == 0 ? 0 : -2;
 }
 
 static int failed(probe_http *p, int ev, size_t pos, size_t *used)

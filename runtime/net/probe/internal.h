@@ -65,11 +65,9 @@ struct probe_slot {
     double t_deadline;  /* its timeout; 0 = none */
     size_t req_off;     /* request bytes written */
     size_t got;         /* response bytes received for this request */
-    char *in;           /* received, not yet parsed */
-    size_t in_len, in_cap;
+    rbuf in;            /* received, not yet parsed (at most IN_MAX bytes) */
     probe_http http;
-    char *hdr;          /* the head, for an extract callback */
-    size_t hlen, hcap;
+    rbuf hdr;           /* the head, for an extract callback */
     char ver[PROBE_VERSION_MAX + 1];
     size_t verlen;
     int have_ver;

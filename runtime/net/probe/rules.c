@@ -49,11 +49,11 @@ static int extract(probe_worker *w, probe_slot *sl)
     const probe_config *c = w->s->cfg;
     int got;
     if (c->mode == PROBE_EXTRACT_JSON)
-        return probe_extract_json(c, sl->http.body, sl->http.body_len, sl->ver, &sl->verlen);
+        return probe_extract_json(c, sl->http.body.p, sl->http.body.len, sl->ver, &sl->verlen);
     if (c->mode == PROBE_EXTRACT_HEADER)
         return sl->have_ver;
     {
-        probe_response resp = {sl->http.status, sl->http.body, sl->http.body_len, sl->hdr, sl->hlen};
+        probe_response resp = {sl->http.status, sl->http.body.p, sl->http.body.len, sl->hdr.p, sl->hdr.len};
         got = c->extract(c->extract_ud, &resp, sl->ver, &sl->verlen);
     }
     if (got < 0) {
@@ -73,7 +73,7 @@ static int error_version(probe_worker *w, probe_slot *sl, int outcome, int is_2x
     size_t len = 0;
     if (outcome == PROBE_OUT_RESPONSE && !is_2xx) {
         if (c->mode == PROBE_EXTRACT_JSON &&
-            probe_extract_json(c, sl->http.body, sl->http.body_len, sl->ver, &sl->verlen))
+            probe_extract_json(c, sl->http.body.p, sl->http.body.len, sl->ver, &sl->verlen))
             v = sl->ver, len = sl->verlen;
         else if (c->mode == PROBE_EXTRACT_HEADER && sl->have_ver)
             v = sl->ver, len = sl->verlen;

@@ -22,20 +22,7 @@ int probe_tally_version(probe_result *r, const char *v, size_t len)
     return (int)r->nversions++;
 }
 
-int probe_tally_latency(probe_result *r, uint32_t us)
-{
-    if (r->nlatency == r->cap_latency) {
-        size_t cap = r->cap_latency ? r->cap_latency * 2 : 4096;
-        uint32_t *p = realloc(r->latency_us, cap * sizeof *p);
-        if (p == NULL)
-            return -1;
-        r->latency_us = p;
-        r->cap_latency = cap;
-    }
-    r->latency_us[r->nlatency++] = us;
-    return 0;
-}
-
+/* Appends v to the array *a of *n values (capacity *cap). 0 or -1. */
 static int append_u32(uint32_t **a, size_t *n, size_t *cap, uint32_t v)
 {
     if (*n == *cap) {
@@ -48,6 +35,27 @@ static int append_u32(uint32_t **a, size_t *n, size_t *cap, uint32_t v)
     }
     (*a)[(*n)++] = v;
     return 0;
+}
+
+/* Appends the bn values of b to the array *a of *n values. 0 or -1. */
+static int concat_u32(uint32_t **a, size_t *n, size_t *cap, const uint32_t *b, size_t bn)
+{
+    uint32_t *p;
+    if (bn == 0)
+        return 0;
+    p = realloc(*a, (*n + bn) * sizeof *p);
+    if (p == NULL)
+        return -1;
+    memcpy(p + *n, b, bn * sizeof *p);
+    *a = p;
+    *n += bn;
+    *cap = *n;
+    return 0;
+}
+
+int probe_tally_latency(probe_result *r, uint32_t us)
+{
+    return append_u32(&r->latency_us, &r->nlatency, &r->cap_latency, us);
 }
 
 int probe_tally_served(probe_result *r, int idx, uint32_t us)
@@ -99,15 +107,8 @@ int probe_result_merge(probe_result *res, const probe_result *r)
         res->counts[idx] += r->counts[i];
         for (int k = 0; k < PROBE_NKINDS; k++)
             res->verrors[idx][k] += r->verrors[i][k];
-        if (r->nvlat[i] > 0) {
-            size_t n = res->nvlat[idx] + r->nvlat[i];
-            uint32_t *p = realloc(res->vlat[idx], n * sizeof *p);
-            if (p == NULL)
-                return -1;
-            memcpy(p + res->nvlat[idx], r->vlat[i], r->nvlat[i] * sizeof *p);
-            res->vlat[idx] = p;
-            res->nvlat[idx] = res->capvlat[idx] = n;
-        }
+        if (concat_u32(&res->vlat[idx], &res->nvlat[idx], &res->capvlat[idx], r->vlat[i], r->nvlat[i]) != 0)
+            return -1;
     }
     for (int v = 0; v < PROBE_MAX_VARIANTS; v++) {
         probe_variant_tally *a = &res->variants[v];
@@ -117,26 +118,10 @@ int probe_result_merge(probe_result *res, const probe_result *r)
         a->served += b->served;
         for (int k = 0; k < PROBE_NKINDS; k++)
             a->errors[k] += b->errors[k];
-        if (b->nlat > 0) {
-            uint32_t *p = realloc(a->lat, (a->nlat + b->nlat) * sizeof *p);
-            if (p == NULL)
-                return -1;
-            memcpy(p + a->nlat, b->lat, b->nlat * sizeof *p);
-            a->lat = p;
-            a->nlat += b->nlat;
-            a->caplat = a->nlat;
-        }
-    }
-    if (r->nlatency > 0) {
-        uint32_t *p = realloc(res->latency_us, (res->nlatency + r->nlatency) * sizeof *p);
-        if (p == NULL)
+        if (concat_u32(&a->lat, &a->nlat, &a->caplat, b->lat, b->nlat) != 0)
             return -1;
-        memcpy(p + res->nlatency, r->latency_us, r->nlatency * sizeof *p);
-        res->latency_us = p;
-        res->nlatency += r->nlatency;
-        res->cap_latency = res->nlatency;
     }
-    return 0;
+    return concat_u32(&res->latency_us, &res->nlatency, &res->cap_latency, r->latency_us, r->nlatency);
 }
 
 void probe_result_move(probe_result *res, probe_result *r)
