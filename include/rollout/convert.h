@@ -56,10 +56,10 @@ lua_Integer rc_opt_integer(lua_State *L, int idx, const char *field, lua_Integer
 /* Raises unless the value at idx is nil, none or a table. */
 void rc_check_opts(lua_State *L, int idx);
 
-/* nil, "[name: ]input is larger than N bytes (max_size)", "invalid" */
+/* nil, "[name: ]input is larger than N bytes (max_size)", "invalid", "invalid" */
 int rc_fail_too_large(lua_State *L, const char *name, size_t max);
 /* Reads a whole file into a string on the stack, refusing more than max
- * bytes. Returns 1 (string pushed) or the 3 values of rollout_fail*. */
+ * bytes. Returns 1 (string pushed) or the 4 values of rollout_fail*. */
 int rc_read_file(lua_State *L, const char *path, size_t max);
 
 /* Shortest of %.15g/%.16g/%.17g that reads back to the same double, with

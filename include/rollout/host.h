@@ -1,15 +1,46 @@
 /* The C host: exit codes, the error convention and the helpers every binding
- * shares.
+ * shares. (README: "C bindings" and "Layout of runtime/".)
  *
- * Error convention (DESIGN.md):
+ * Error convention:
  *   - misuse (wrong argument type, closed handle) raises: luaL_argerror or
  *     luaL_error;
  *   - environment failures (timeouts, exit codes, HTTP errors, missing files)
- *     return `nil, message, code`, where code is a short string such as
- *     "timeout", "connect", "ENOENT" (rollout_fail / rollout_fail_errno).
+ *     return `nil, message, code, raw` (rollout_fail, rollout_fail_errno):
+ *       message  one line for a person, naming what failed
+ *       code     one of the error codes below, always
+ *       raw      the upstream reason the code was mapped from: the errno
+ *                name ("ENOENT"), "curl 28", ...; the code itself when
+ *                rollout decided on its own (its deadline, its cap)
+ *     (proc.run's timeout adds the partial result after raw);
+ *   - ^C raises the interrupt sentinel (rollout_raise_interrupt), never a
+ *     string: see lib/interrupt.c;
  *   - a refusal that should end the program with a chosen exit code is an
  *     error value that is a table { message = "...", exit = 2 }; the host
  *     prints the message without a traceback and exits with that code.
+ *
+ * Error codes (enum rollout_code in include/rollout/lib.h; the same list,
+ * with the same meanings, is errors.codes in stdlib/rollout/errors.lua and
+ * tests/lua/errors_spec.lua checks they agree):
+ *   not_found     the object, file, release or version does not exist
+ *   exists        it exists already
+ *   conflict      a concurrent change or a field owned by another manager
+ *   invalid       the request or the input is invalid
+ *   unauthorized  no or bad credentials (HTTP 401)
+ *   forbidden     not allowed (HTTP 403, EACCES, EPERM)
+ *   timeout       a deadline passed
+ *   connect       cannot connect (refused, unreachable, DNS)
+ *   tls           TLS or certificate problem
+ *   unavailable   the server is busy or down (HTTP 429/5xx after retries)
+ *   gone          too old to resume (HTTP 410, an expired watch)
+ *   locked        another rollout holds the lock
+ *   interrupted   ^C
+ *   io            another operating-system error
+ *   protocol      a malformed or unexpected answer
+ *   too_large     over a size cap
+ *   failed        a command ran and reported failure (non-zero exit)
+ *   other         anything else
+ * errno values map to codes in lib/errors.c (rollout_errno_code), libcurl's
+ * in net/curlx.c (curlx_code).
  */
 #ifndef ROLLOUT_HOST_H
 #define ROLLOUT_HOST_H
@@ -75,13 +106,16 @@ void rollout_check_interrupt(lua_State *L);  /* raise "interrupted" if pending *
 void rollout_child_track(pid_t pid);
 void rollout_child_untrack(pid_t pid);
 
-/* Environment failures: push nil, message, code and return 3. */
-int rollout_fail(lua_State *L, const char *code, const char *fmt, ...)
+/* Environment failures: push nil, message, code, raw and return 4. raw is
+ * the upstream reason ("curl 28"), NULL when there is none (then the
+ * code's name is pushed). */
+int rollout_fail(lua_State *L, rollout_code code, const char *raw, const char *fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
+    __attribute__((format(printf, 4, 5)))
 #endif
     ;
-/* Same, with strerror(err) appended and the errno name (ENOENT...) as code. */
+/* Same, with strerror(err) appended; the code is rollout_errno_code(err),
+ * raw the errno name ("ENOENT"). */
 int rollout_fail_errno(lua_State *L, int err, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))

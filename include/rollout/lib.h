@@ -5,7 +5,7 @@
  *   lib/buf.c    the growable byte buffer
  *   lib/clock.c  the monotonic clock, a short sleep
  *   lib/file.c   private temporary files and atomic file writes
- *   lib/errno.c  errno names
+ *   lib/errors.c the error codes; errno values as codes and names
  */
 #ifndef ROLLOUT_LIB_H
 #define ROLLOUT_LIB_H
@@ -77,7 +77,38 @@ int rollout_tmpfile_commit(const char *tmp, const char *path, int do_fsync);
  * failure the temporary file is gone and path is untouched. */
 int rollout_write_atomic(const char *path, const char *data, size_t len, unsigned mode, int do_fsync);
 
-/* ---- lib/errno.c ---------------------------------------------------- */
+/* ---- lib/errors.c --------------------------------------------------- */
+
+/* The error codes: the `code` of every failure a binding returns. The list
+ * and what each means: include/rollout/host.h. */
+typedef enum rollout_code {
+    ROLLOUT_E_NOT_FOUND,
+    ROLLOUT_E_EXISTS,
+    ROLLOUT_E_CONFLICT,
+    ROLLOUT_E_INVALID,
+    ROLLOUT_E_UNAUTHORIZED,
+    ROLLOUT_E_FORBIDDEN,
+    ROLLOUT_E_TIMEOUT,
+    ROLLOUT_E_CONNECT,
+    ROLLOUT_E_TLS,
+    ROLLOUT_E_UNAVAILABLE,
+    ROLLOUT_E_GONE,
+    ROLLOUT_E_LOCKED,
+    ROLLOUT_E_INTERRUPTED,
+    ROLLOUT_E_IO,
+    ROLLOUT_E_PROTOCOL,
+    ROLLOUT_E_TOO_LARGE,
+    ROLLOUT_E_FAILED,
+    ROLLOUT_E_OTHER,
+    ROLLOUT_E_NCODES
+} rollout_code;
+
+/* "not_found", "exists", ... */
+const char *rollout_code_name(rollout_code code);
+
+/* The code of an errno value (ENOENT -> not_found, EACCES -> forbidden...;
+ * io for the operating-system errors without a closer code). */
+rollout_code rollout_errno_code(int err);
 
 /* The name of an errno value ("ENOENT"), "EIO" for one without a name here. */
 const char *rollout_errno_name(int err);

@@ -147,7 +147,7 @@ int rc_fail_too_large(lua_State *L, const char *name, size_t max)
 {
     char num[32];
     snprintf(num, sizeof num, "%zu", max);
-    return rollout_fail(L, "invalid", "%s%sinput is larger than %s bytes (max_size)", name ? name : "",
+    return rollout_fail(L, ROLLOUT_E_INVALID, NULL, "%s%sinput is larger than %s bytes (max_size)", name ? name : "",
                         name ? ": " : "", num);
 }
 

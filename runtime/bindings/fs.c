@@ -93,11 +93,12 @@ static const char *file_kind(mode_t m)
 }
 
 /* fs.read(path [, {nofollow = false, max = bytes, any = false}])
- *   -> string | nil, "path: msg", code
+ *   -> string | nil, "path: msg", code, raw
  * Only regular files are read (a FIFO would block forever, a device never
- * end): others give nil, "path: not a regular file (a FIFO)", "EINVAL"
- * unless `any`. `nofollow`: a symbolic link is refused ("ELOOP") instead of
- * followed. `max`: a larger file is refused ("EFBIG") before it is read. */
+ * end): others give nil, "path: not a regular file (a FIFO)", "invalid",
+ * "EINVAL" unless `any`. `nofollow`: a symbolic link is refused ("invalid",
+ * "ELOOP") instead of followed. `max`: a larger file is refused
+ * ("too_large", "EFBIG") before it is read. */
 static int fs_read(lua_State *L)
 {
     const char *path = check_path(L, 1);
@@ -124,7 +125,8 @@ static int fs_read(lua_State *L)
     g->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0));
     if (g->fd < 0) {
         if (errno == ELOOP && nofollow)
-            return rollout_fail(L, "ELOOP", "%s: is a symbolic link (rollout does not follow links there)", path);
+            return rollout_fail(L, ROLLOUT_E_INVALID, "ELOOP",
+                                "%s: is a symbolic link (rollout does not follow links there)", path);
         return rollout_fail_errno(L, errno, "%s", path);
     }
     if (fstat(g->fd, &st) != 0) {
@@ -138,14 +140,14 @@ static int fs_read(lua_State *L)
     }
     if (!S_ISREG(st.st_mode) && !any) {
         guard_close(g);
-        return rollout_fail(L, "EINVAL", "%s: not a regular file (%s)", path, file_kind(st.st_mode));
+        return rollout_fail(L, ROLLOUT_E_INVALID, "EINVAL", "%s: not a regular file (%s)", path, file_kind(st.st_mode));
     }
     if (max >= 0 && S_ISREG(st.st_mode) && (lua_Integer)st.st_size > max) {
         char size[32], cap[32];
         snprintf(size, sizeof size, "%lld", (long long)st.st_size);
         snprintf(cap, sizeof cap, "%lld", (long long)max);
         guard_close(g);
-        return rollout_fail(L, "EFBIG", "%s: too large (%s bytes, at most %s)", path, size, cap);
+        return rollout_fail(L, ROLLOUT_E_TOO_LARGE, "EFBIG", "%s: too large (%s bytes, at most %s)", path, size, cap);
     }
     /* back to blocking reads (a FIFO read with `any` waits for its data) */
     fcntl(g->fd, F_SETFL, fcntl(g->fd, F_GETFL) & ~O_NONBLOCK);
@@ -159,7 +161,7 @@ static int fs_read(lua_State *L)
                 char cap[32];
                 snprintf(cap, sizeof cap, "%lld", (long long)max);
                 guard_close(g);
-                return rollout_fail(L, "EFBIG", "%s: too large (more than %s bytes)", path, cap);
+                return rollout_fail(L, ROLLOUT_E_TOO_LARGE, "EFBIG", "%s: too large (more than %s bytes)", path, cap);
             }
             luaL_addsize(&b, (size_t)n);
             continue;
@@ -179,7 +181,7 @@ static int fs_read(lua_State *L)
     return 1;
 }
 
-/* fs.write_atomic(path, data [, {mode = 0644, fsync = true}]) -> true | nil, msg, code */
+/* fs.write_atomic(path, data [, {mode = 0644, fsync = true}]) -> true | nil, msg, code, raw */
 static int fs_write_atomic(lua_State *L)
 {
     const char *path = check_path(L, 1);
@@ -215,7 +217,7 @@ static int fs_exists(lua_State *L)
     return 1;
 }
 
-/* fs.stat(path) -> {type=, size=, mtime=, mode=, uid=, gid=, kind=} | nil, msg, code
+/* fs.stat(path) -> {type=, size=, mtime=, mode=, uid=, gid=, kind=} | nil, msg, code, raw
  * (lstat: a symlink is type "link"; kind names it for messages: "a FIFO") */
 static int fs_stat(lua_State *L)
 {
@@ -248,7 +250,7 @@ static int fs_stat(lua_State *L)
     return 1;
 }
 
-/* fs.readlink(path) -> the link's target | nil, msg, code */
+/* fs.readlink(path) -> the link's target | nil, msg, code, raw */
 static int fs_readlink(lua_State *L)
 {
     const char *path = check_path(L, 1);
@@ -260,7 +262,7 @@ static int fs_readlink(lua_State *L)
     return 1;
 }
 
-/* fs.append(path, data [, {mode = 0600}]) -> true | nil, msg, code
+/* fs.append(path, data [, {mode = 0600}]) -> true | nil, msg, code, raw
  * One write(2) of data at the end of a regular file (created with mode),
  * never through a symlink (O_NOFOLLOW): journals in the state directory. */
 static int fs_append(lua_State *L)
@@ -280,7 +282,7 @@ static int fs_append(lua_State *L)
         return rollout_fail_errno(L, errno, "%s", path);
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return rollout_fail(L, "invalid", "%s: not a regular file", path);
+        return rollout_fail(L, ROLLOUT_E_INVALID, "EINVAL", "%s: not a regular file", path);
     }
     while (off < len) {
         ssize_t n = write(fd, data + off, len - off);
@@ -304,7 +306,7 @@ static int by_name(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* fs.list(dir) -> sorted names without . and .. | nil, msg, code */
+/* fs.list(dir) -> sorted names without . and .. | nil, msg, code, raw */
 static int fs_list(lua_State *L)
 {
     const char *path = check_path(L, 1);
@@ -349,7 +351,7 @@ static int fs_list(lua_State *L)
     return 1;
 }
 
-/* fs.realpath(path) -> absolute path | nil, msg, code */
+/* fs.realpath(path) -> absolute path | nil, msg, code, raw */
 static int fs_realpath(lua_State *L)
 {
     const char *path = check_path(L, 1);
@@ -362,7 +364,7 @@ static int fs_realpath(lua_State *L)
 
 /* ------------------------------------------------------------- changes */
 
-/* fs.mkdir_p(path [, mode = 0755]) -> true | nil, msg, code */
+/* fs.mkdir_p(path [, mode = 0755]) -> true | nil, msg, code, raw */
 static int fs_mkdir_p(lua_State *L)
 {
     const char *path = check_path(L, 1);
@@ -489,7 +491,7 @@ static int is_root(const char *path)
     return realpath(path, real) != NULL && strcmp(real, "/") == 0;
 }
 
-/* fs.remove_tree(path) -> true | nil, msg, code; refuses "/" and "" */
+/* fs.remove_tree(path) -> true | nil, msg, code, raw; refuses "/" and "" */
 static int fs_remove_tree(lua_State *L)
 {
     const char *path = check_path(L, 1);
@@ -512,7 +514,7 @@ static int fs_remove_tree(lua_State *L)
     return 1;
 }
 
-/* fs.mkdtemp([prefix]) -> new directory path | nil, msg, code. A prefix
+/* fs.mkdtemp([prefix]) -> new directory path | nil, msg, code, raw. A prefix
  * without '/' goes in $TMPDIR (or /tmp). */
 static int fs_mkdtemp(lua_State *L)
 {
@@ -723,7 +725,8 @@ static void push_holder(lua_State *L, int fd, const char *what, const char *path
 
 /* fs.lock(path [, {wait = false, timeout = seconds, what = "the locked thing",
  *                  holder = "what the holder does"}])
- *   -> lock | nil, msg, "locked" | nil, msg, "timeout" | nil, msg, errno code
+ *   -> lock | nil, msg, "locked", "EWOULDBLOCK" | nil, msg, "timeout", "timeout"
+ *      | nil, msg, code, errno name
  * The holder's pid and description (holder, else what) are left in the
  * file, so a refused caller is told "another rollout is working on WHAT
  * (pid N: HOLDER)". */
@@ -768,11 +771,9 @@ static int fs_lock_open(lua_State *L)
             return rollout_fail_errno(L, err, "%s", path);
         }
         if (!wait) {
-            lua_pushnil(L);
             push_holder(L, lk->fd, what, path);
-            lua_pushliteral(L, "locked");
             lock_close(lk);
-            return 3;
+            return rollout_fail(L, ROLLOUT_E_LOCKED, "EWOULDBLOCK", "%s", lua_tostring(L, -1));
         }
         if (rollout_interrupted()) {
             lock_close(lk);
@@ -781,14 +782,10 @@ static int fs_lock_open(lua_State *L)
         if (timeout >= 0 && rollout_now() >= deadline) {
             char secs[64];
             snprintf(secs, sizeof secs, "%g", timeout);
-            lua_pushnil(L);
             push_holder(L, lk->fd, what, path);
-            lua_pushfstring(L, "timed out waiting for %s after %ss: %s", what ? what : path, secs,
-                            lua_tostring(L, -1));
-            lua_remove(L, -2);
-            lua_pushliteral(L, "timeout");
             lock_close(lk);
-            return 3;
+            return rollout_fail(L, ROLLOUT_E_TIMEOUT, NULL, "timed out waiting for %s after %ss: %s",
+                                what ? what : path, secs, lua_tostring(L, -1));
         }
         rollout_nap(step);
         if (step < 0.1)

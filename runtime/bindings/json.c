@@ -165,7 +165,7 @@ static int fail_at(lua_State *L, const char *name, const char *text, size_t len,
         snprintf(near, sizeof near, " near '%.*s'", (int)n, text + pos);
     else
         near[0] = '\0';
-    return rollout_fail(L, "invalid", "%s%sline %d, column %d: %s%s", name ? name : "", name ? ": " : "",
+    return rollout_fail(L, ROLLOUT_E_INVALID, NULL, "%s%sline %d, column %d: %s%s", name ? name : "", name ? ": " : "",
                         (int)line, (int)col, what, near);
 }
 
@@ -364,7 +364,7 @@ static int decode_text(lua_State *L, const char *text, size_t len, const rc_opts
     return 1;
 }
 
-/* json.decode(text [, opts]) -> value | nil, message, "invalid" */
+/* json.decode(text [, opts]) -> value | nil, message, "invalid", "invalid" */
 static int j_decode(lua_State *L)
 {
     size_t len;

@@ -94,6 +94,13 @@ int luaopen_rollout_sys(lua_State *L)
         {"critical", sys_critical},
         {NULL, NULL}};
     luaL_newlib(L, funcs);
+    /* the error codes of the bindings (include/rollout/host.h) */
+    lua_createtable(L, ROLLOUT_E_NCODES, 0);
+    for (int c = 0; c < ROLLOUT_E_NCODES; c++) {
+        lua_pushstring(L, rollout_code_name((rollout_code)c));
+        lua_rawseti(L, -2, c + 1);
+    }
+    lua_setfield(L, -2, "error_codes");
     lua_pushliteral(L, ROLLOUT_VERSION);
     lua_setfield(L, -2, "version");
     lua_pushliteral(L, LUA_RELEASE);

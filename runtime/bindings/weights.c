@@ -196,13 +196,13 @@ static int w_percentages(lua_State *L)
     return 1;
 }
 
-/* weights.validate(set) -> true | nil, message, "invalid" */
+/* weights.validate(set) -> true | nil, message, "invalid", "invalid" */
 static int w_validate(lua_State *L)
 {
     weight_set ws;
     char err[256];
     if (read_set(L, 1, &ws, err, sizeof err) != 0)
-        return rollout_fail(L, "invalid", "%s", err);
+        return rollout_fail(L, ROLLOUT_E_INVALID, NULL, "%s", err);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -989,7 +989,7 @@ static int load_text(lua_State *L, const char *text, size_t len, const yopts *yo
     lua_call(L, 1, 0);
     if (rc != 0) {
         lua_settop(L, base);
-        return rollout_fail(L, "invalid", "%s:%d:%d: %s", name, (int)c.eline, (int)c.ecol, c.emsg);
+        return rollout_fail(L, ROLLOUT_E_INVALID, NULL, "%s:%d:%d: %s", name, (int)c.eline, (int)c.ecol, c.emsg);
     }
     if (all)
         rc_mark(L, results, RC_ARRAY);
@@ -1029,29 +1029,32 @@ static int load_string(lua_State *L, int all)
     return load_text(L, text, len, &yo, yo.o.name ? yo.o.name : "<string>", all);
 }
 
-/* yaml.load(text [, opts]) -> value [, pos] | nil, message, "invalid" */
+/* yaml.load(text [, opts]) -> value [, pos] | nil, message, "invalid", "invalid" */
 static int y_load(lua_State *L)
 {
     return load_string(L, 0);
 }
 
-/* yaml.load_all(text [, opts]) -> {documents} [, pos] | nil, message, "invalid" */
+/* yaml.load_all(text [, opts]) -> {documents} [, pos] | nil, message, "invalid",
+ *   "invalid" */
 static int y_load_all(lua_State *L)
 {
     return load_string(L, 1);
 }
 
-/* yaml.load_file(path [, opts]) -> value [, pos] | nil, message, code */
+/* yaml.load_file(path [, opts]) -> value [, pos] | nil, message, code, raw */
 static int y_load_file(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     yopts yo;
     size_t len;
     const char *text;
+    int n;
     read_yopts(L, 2, &yo);
     lua_settop(L, 2);
-    if (rc_read_file(L, path, yo.o.max_size) != 1)
-        return 3;
+    n = rc_read_file(L, path, yo.o.max_size);
+    if (n != 1)
+        return n;
     text = lua_tolstring(L, 3, &len);
     return load_text(L, text, len, &yo, yo.o.name ? yo.o.name : path, 0);
 }

@@ -1,20 +1,21 @@
 /* What every binding shares: failures returned as values (nil, message,
- * code), the optional fields of an options table, a buffer a userdata
+ * code, raw), the optional fields of an options table, a buffer a userdata
  * holds. */
 #include "rollout/host.h"
 
 #include <stdarg.h>
 #include <string.h>
 
-int rollout_fail(lua_State *L, const char *code, const char *fmt, ...)
+int rollout_fail(lua_State *L, rollout_code code, const char *raw, const char *fmt, ...)
 {
     va_list ap;
     lua_pushnil(L);
     va_start(ap, fmt);
     lua_pushvfstring(L, fmt, ap);
     va_end(ap);
-    lua_pushstring(L, code);
-    return 3;
+    lua_pushstring(L, rollout_code_name(code));
+    lua_pushstring(L, raw != NULL ? raw : rollout_code_name(code));
+    return 4;
 }
 
 int rollout_fail_errno(lua_State *L, int err, const char *fmt, ...)
@@ -26,8 +27,9 @@ int rollout_fail_errno(lua_State *L, int err, const char *fmt, ...)
     va_end(ap);
     lua_pushfstring(L, ": %s", strerror(err));
     lua_concat(L, 2);
+    lua_pushstring(L, rollout_code_name(rollout_errno_code(err)));
     lua_pushstring(L, rollout_errno_name(err));
-    return 3;
+    return 4;
 }
 
 double rollout_optfield_number(lua_State *L, int idx, const char *field, double def)

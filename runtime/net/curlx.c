@@ -64,8 +64,8 @@ int curlx_guard_check(curlx_guard *g)
     return g->stop;
 }
 
-int curlx_xferinfo(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
-                   curl_off_t ultotal, curl_off_t ulnow)
+static int xferinfo(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                    curl_off_t ulnow)
 {
     (void)dltotal;
     (void)dlnow;
@@ -76,7 +76,7 @@ int curlx_xferinfo(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
 
 void curlx_guard_attach(CURL *e, curlx_guard *g)
 {
-    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, curlx_xferinfo);
+    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, xferinfo);
     curl_easy_setopt(e, CURLOPT_XFERINFODATA, g);
     curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
 }
@@ -130,31 +130,28 @@ CURLcode curlx_perform(CURL *e, curlx_guard *g)
     return rc;
 }
 
-const char *curlx_code(CURLcode rc, const curlx_guard *g, int too_large)
+rollout_code curlx_code(CURLcode rc, const curlx_guard *g, int too_large)
 {
     switch (rc) {
-    case CURLE_OK:
-        return NULL;
     case CURLE_COULDNT_CONNECT:
-        return "connect";
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
-        return "resolve";
+        return ROLLOUT_E_CONNECT;
     case CURLE_OPERATION_TIMEDOUT:
-        return "timeout";
+        return ROLLOUT_E_TIMEOUT;
     case CURLE_ABORTED_BY_CALLBACK:
         if (g != NULL && g->stop == CURLX_INTERRUPTED)
-            return "interrupted";
+            return ROLLOUT_E_INTERRUPTED;
         if (g != NULL && g->stop == CURLX_EXPIRED)
-            return "timeout";
-        return "other";
+            return ROLLOUT_E_TIMEOUT;
+        return ROLLOUT_E_OTHER;
     case CURLE_FILESIZE_EXCEEDED:
-        return "too_large";
+        return ROLLOUT_E_TOO_LARGE;
     case CURLE_WRITE_ERROR:
-        return too_large ? "too_large" : "other";
+        return too_large ? ROLLOUT_E_TOO_LARGE : ROLLOUT_E_OTHER;
     case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
-        return "invalid";
+        return ROLLOUT_E_INVALID;
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_SSL_ENGINE_NOTFOUND:
     case CURLE_SSL_ENGINE_SETFAILED:
@@ -170,9 +167,9 @@ const char *curlx_code(CURLcode rc, const curlx_guard *g, int too_large)
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
     case CURLE_SSL_INVALIDCERTSTATUS:
     case CURLE_SSL_CLIENTCERT:
-        return "tls";
+        return ROLLOUT_E_TLS;
     default:
-        return "other";
+        return ROLLOUT_E_OTHER;
     }
 }
 
@@ -292,20 +289,31 @@ void curlx_push_headers(lua_State *L, const char *raw, size_t len)
     }
 }
 
-int curlx_fail(lua_State *L, const char *method, const char *url, CURLcode rc,
-               const char *errbuf, const char *code)
+int curlx_fail(lua_State *L, const char *method, const char *url, CURLcode rc, const char *errbuf,
+               const curlx_guard *g, int too_large, const char *limit)
 {
     char where[512];
-    const char *text = errbuf != NULL && *errbuf != '\0' ? errbuf : curl_easy_strerror(rc);
-    size_t len = strlen(text);
+    rollout_code code = curlx_code(rc, g, too_large);
+    const char *text;
+    size_t len;
 
     curlx_redact_url(url, where, sizeof where);
-    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
-        len--; /* curl's error buffer may end with a newline */
     lua_pushnil(L);
     lua_pushfstring(L, "%s %s: ", method ? method : "GET", where);
-    lua_pushlstring(L, text, len);
+    if (code == ROLLOUT_E_TOO_LARGE && limit != NULL) {
+        lua_pushfstring(L, "the response is over the limit of %s", limit);
+    } else {
+        /* curl's own text; not its error buffer when our deadline stopped
+         * the transfer (it says "callback aborted") */
+        int ours = g != NULL && g->stop == CURLX_EXPIRED;
+        text = !ours && errbuf != NULL && *errbuf != '\0' ? errbuf : curl_easy_strerror(rc);
+        len = strlen(text);
+        while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+            len--; /* curl's error buffer may end with a newline */
+        lua_pushlstring(L, text, len);
+    }
     lua_concat(L, 2);
-    lua_pushstring(L, code);
-    return 3;
+    lua_pushstring(L, rollout_code_name(code));
+    lua_pushfstring(L, "curl %d", (int)rc);
+    return 4;
 }

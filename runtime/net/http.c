@@ -8,12 +8,13 @@
  *                follow=false, max_body=64 MiB, unix_socket=}
  *     -> {status=, headers={lower-case name = value}, body=, duration=}
  *        for any HTTP status
- *     -> nil, message, code on transport failure: "connect", "resolve",
- *        "timeout", "tls", "too_large", "invalid", "other"
+ *     -> nil, message, code, raw on transport failure: code connect,
+ *        timeout, tls, too_large, invalid, other (include/rollout/curlx.h);
+ *        raw "curl N"
  *   http.get(url [, opts])
  *   http.unix_exchange(path, text [, timeout=5]) -> reply
- *     -> nil, message, code: "connect", "timeout", "too_large", "invalid",
- *        "other"
+ *     -> nil, message, code, raw: connect, timeout, too_large, invalid,
+ *        or an errno's code; raw the errno name when there is one
  *   http.free_port([addr="127.0.0.1"]) -> a TCP port free right now
  *
  * Misuse (bad types, bad header names) raises. ^C raises "interrupted"
@@ -239,26 +240,11 @@ static int h_request(lua_State *L)
         return luaL_error(L, "interrupted");
     }
     if (rc != CURLE_OK) {
-        const char *code = curlx_code(rc, &r->guard, r->too_large);
-        if (strcmp(code, "too_large") == 0) {
-            lua_pushnil(L);
-            lua_pushfstring(L, "%s ", method);
-            {
-                char where[512];
-                curlx_redact_url(url, where, sizeof where);
-                lua_pushstring(L, where);
-            }
-            lua_pushfstring(L, ": the response is over the limit of %I bytes", max_body);
-            lua_concat(L, 3);
-            lua_pushstring(L, code);
-            req_free(r);
-            return 3;
-        }
-        if (r->guard.stop == CURLX_EXPIRED)
-            r->errbuf[0] = '\0';
-        curlx_fail(L, method, url, rc, r->errbuf, code);
+        char limit[64];
+        snprintf(limit, sizeof limit, "%lld bytes", (long long)max_body);
+        curlx_fail(L, method, url, rc, r->errbuf, &r->guard, r->too_large, limit);
         req_free(r);
-        return 3;
+        return 4;
     }
 
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
@@ -371,7 +357,7 @@ static int h_unix_exchange(lua_State *L)
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     if (plen == 0 || plen >= sizeof sa.sun_path || strlen(path) != plen)
-        return rollout_fail(L, "invalid", "unix socket %s: bad path (empty, NUL or over %d bytes)",
+        return rollout_fail(L, ROLLOUT_E_INVALID, NULL, "unix socket %s: bad path (empty, NUL or over %d bytes)",
                             path, (int)sizeof sa.sun_path - 1);
     memcpy(sa.sun_path, path, plen);
 
@@ -385,10 +371,8 @@ static int h_unix_exchange(lua_State *L)
     if (connect(s->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         int err = errno;
         sock_free(s);
-        lua_pushnil(L);
-        lua_pushfstring(L, "unix socket %s: connect: %s", path, strerror(err));
-        lua_pushstring(L, "connect");
-        return 3;
+        return rollout_fail(L, ROLLOUT_E_CONNECT, rollout_errno_name(err), "unix socket %s: connect: %s", path,
+                            strerror(err));
     }
     fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
 
@@ -413,8 +397,9 @@ static int h_unix_exchange(lua_State *L)
             return luaL_error(L, "interrupted");
         }
         if (w == 0)
-            return rollout_fail(L, "timeout", "unix socket %s: no room to send after %.3g s", path, timeout);
-        return rollout_fail(L, "other", "unix socket %s: send: %s", path, strerror(err));
+            return rollout_fail(L, ROLLOUT_E_TIMEOUT, NULL, "unix socket %s: no room to send after %.3g s", path,
+                                timeout);
+        return rollout_fail_errno(L, err, "unix socket %s: send", path);
     }
     shutdown(s->fd, SHUT_WR);
 
@@ -434,8 +419,8 @@ static int h_unix_exchange(lua_State *L)
                 got += (size_t)n;
                 if (got > UNIX_REPLY_MAX) {
                     sock_free(s);
-                    return rollout_fail(L, "too_large", "unix socket %s: the reply is over %d MiB", path,
-                                        (int)(UNIX_REPLY_MAX >> 20));
+                    return rollout_fail(L, ROLLOUT_E_TOO_LARGE, NULL, "unix socket %s: the reply is over %d MiB",
+                                        path, (int)(UNIX_REPLY_MAX >> 20));
                 }
                 continue;
             }
@@ -450,15 +435,16 @@ static int h_unix_exchange(lua_State *L)
             return luaL_error(L, "interrupted");
         }
         if (w == 0)
-            return rollout_fail(L, "timeout", "unix socket %s: no complete reply after %.3g s", path, timeout);
-        return rollout_fail(L, "other", "unix socket %s: recv: %s", path, strerror(err));
+            return rollout_fail(L, ROLLOUT_E_TIMEOUT, NULL, "unix socket %s: no complete reply after %.3g s",
+                                path, timeout);
+        return rollout_fail_errno(L, err, "unix socket %s: recv", path);
     }
     sock_free(s);
     luaL_pushresult(&b);
     return 1;
 }
 
-/* http.free_port([addr = "127.0.0.1"]) -> port | nil, message, code
+/* http.free_port([addr = "127.0.0.1"]) -> port | nil, message, code, raw
  * A TCP port that is free right now on a numeric loopback/local address
  * (bound to port 0, read back, closed): for test fixtures and the local
  * target, which must give HAProxy a fixed port. Racy by nature: bind soon. */

@@ -449,23 +449,9 @@ static void setup(lua_State *L, session *s, CURL *e, int idx, struct curl_slist 
 static int fail(lua_State *L, const char *method, const char *url, CURLcode rc, const char *errbuf,
                 const curlx_guard *g, int too_large, size_t limit)
 {
-    const char *code = curlx_code(rc, g, too_large);
-    char where[512];
-    curlx_redact_url(url, where, sizeof where);
-    if (strcmp(code, "too_large") == 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s %s: the response is over the limit of %d MiB", method, where, (int)(limit >> 20));
-        lua_pushstring(L, code);
-        lua_pushfstring(L, "curl %d", (int)rc);
-        return 4;
-    }
-    if (strcmp(code, "resolve") == 0)
-        code = "connect";
-    if (g != NULL && g->stop == CURLX_EXPIRED)
-        errbuf = NULL;
-    curlx_fail(L, method, url, rc, errbuf, code);
-    lua_pushfstring(L, "curl %d", (int)rc);
-    return 4;
+    char mib[32];
+    snprintf(mib, sizeof mib, "%d MiB", (int)(limit >> 20));
+    return curlx_fail(L, method, url, rc, errbuf, g, too_large, mib);
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)

@@ -20,7 +20,7 @@ typedef struct px_spec {
 
 /* Reads argv, env, clear_env and cwd from the options table at idx (misuse
  * raises) and finds the program on PATH. Leaves anchors on the stack.
- * Returns 0, or pushes nil, message, code and returns 3. */
+ * Returns 0, or pushes nil, message, code, raw and returns 4. */
 int px_read_spec(lua_State *L, int idx, px_spec *spec);
 
 /* "sleep 100" for messages: argv joined by spaces, shortened to fit. */

@@ -108,7 +108,7 @@ static int fail_kill(lua_State *L, int err, pid_t pid, int sig)
     return rollout_fail_errno(L, err, "cannot signal process %d", (int)pid);
 }
 
-/* proc.kill(pid, sig) -> true | nil, msg, code ("ESRCH" when gone) */
+/* proc.kill(pid, sig) -> true | nil, msg, code, raw ("not_found", "ESRCH" when gone) */
 static int p_kill(lua_State *L)
 {
     pid_t pid = check_pid(L, 1);
@@ -142,7 +142,7 @@ static int wait_gone(lua_State *L, pid_t pid, double secs)
     }
 }
 
-/* proc.stop(pid [, {timeout = 5, signal = "TERM"}]) -> true | nil, msg, code */
+/* proc.stop(pid [, {timeout = 5, signal = "TERM"}]) -> true | nil, msg, code, raw */
 static int p_stop(lua_State *L)
 {
     pid_t pid = check_pid(L, 1);
@@ -173,7 +173,7 @@ static int p_stop(lua_State *L)
         lua_pushboolean(L, 1);
         return 1;
     }
-    return rollout_fail(L, "timeout", "process %d is still running after SIGKILL", (int)pid);
+    return rollout_fail(L, ROLLOUT_E_TIMEOUT, NULL, "process %d is still running after SIGKILL", (int)pid);
 }
 
 /* proc.which(name) -> absolute path | nil */

@@ -339,12 +339,10 @@ static int timed_out(lua_State *L, run_state *st, const px_spec *spec, double ti
     drain(st);
     px_describe(spec, what, sizeof what);
     snprintf(secs, sizeof secs, "%g", timeout);
-    lua_pushnil(L);
-    lua_pushfstring(L, "timed out after %ss: %s", secs, what);
-    lua_pushliteral(L, "timeout");
+    rollout_fail(L, ROLLOUT_E_TIMEOUT, NULL, "timed out after %ss: %s", secs, what);
     push_result(L, st);
     run_release(st);
-    return 4;
+    return 5;
 }
 
 /* Waits for the exec report (honouring ^C and the deadline): 0 once the
@@ -381,7 +379,7 @@ static int await_exec(lua_State *L, run_state *st, const px_spec *spec, double d
 
 /* proc.run{argv=, env=, clear_env=, cwd=, stdin=, timeout=, stdout=, stderr=,
  *          max_output=} -> {status=, signal=, stdout=, stderr=, duration=
- *          [, truncated=true]} | nil, msg, code [, partial] */
+ *          [, truncated=true]} | nil, msg, code, raw [, partial] */
 int px_run(lua_State *L)
 {
     px_spec spec;

@@ -114,7 +114,7 @@ static int read_reports(spawn_state *st, pid_t *pid, px_msg *fail)
     return failed;
 }
 
-/* proc.spawn{argv=, log=, pidfile=, cwd=, env=, clear_env=} -> pid | nil, msg, code */
+/* proc.spawn{argv=, log=, pidfile=, cwd=, env=, clear_env=} -> pid | nil, msg, code, raw */
 int px_spawn(lua_State *L)
 {
     px_spec spec;
@@ -151,16 +151,17 @@ int px_spawn(lua_State *L)
         st->log_fd = px_fd_above2(open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600));
         if (st->log_fd < 0 && errno == ELOOP) {
             spawn_release(st);
-            return rollout_fail(L, "ELOOP", "cannot open the log '%s': it is a symbolic link (rollout does not "
+            return rollout_fail(L, ROLLOUT_E_INVALID, "ELOOP", "cannot open the log '%s': it is a symbolic link (rollout does not "
                                 "follow links there)", log);
         }
         if (st->log_fd < 0 && errno == ENXIO) { /* a FIFO nobody reads */
             spawn_release(st);
-            return rollout_fail(L, "EINVAL", "cannot open the log '%s': not a regular file (a FIFO)", log);
+            return rollout_fail(L, ROLLOUT_E_INVALID, "EINVAL", "cannot open the log '%s': not a regular file (a FIFO)",
+                                log);
         }
         if (st->log_fd >= 0 && (fstat(st->log_fd, &lst) != 0 || !S_ISREG(lst.st_mode))) {
             spawn_release(st);
-            return rollout_fail(L, "EINVAL", "cannot open the log '%s': not a regular file", log);
+            return rollout_fail(L, ROLLOUT_E_INVALID, "EINVAL", "cannot open the log '%s': not a regular file", log);
         }
         if (st->log_fd >= 0)
             fcntl(st->log_fd, F_SETFL, fcntl(st->log_fd, F_GETFL) & ~O_NONBLOCK);
@@ -203,13 +204,13 @@ int px_spawn(lua_State *L)
     if (r == -1) {
         if (pid > 0)
             kill(pid, SIGKILL);
-        return rollout_fail(L, "timeout", "cannot run '%s': it did not start within %ds", spec.argv[0],
+        return rollout_fail(L, ROLLOUT_E_TIMEOUT, NULL, "cannot run '%s': it did not start within %ds", spec.argv[0],
                             (int)START_TIMEOUT);
     }
     if (r == 1)
         return px_fail_exec(L, &spec, &fail);
     if (pid <= 0)
-        return rollout_fail(L, "EIO", "cannot run '%s': the intermediate process failed", spec.argv[0]);
+        return rollout_fail(L, ROLLOUT_E_IO, "EIO", "cannot run '%s': the intermediate process failed", spec.argv[0]);
     if (pidfile != NULL) {
         char buf[32];
         int n = snprintf(buf, sizeof buf, "%ld\n", (long)pid);

@@ -534,6 +534,7 @@ C_DOCS = {
     getpid = { "() -> pid", "this process's pid" },
     euid = { "() -> uid", "the effective user id" },
     hostname = { "() -> name", "the host name" },
+    error_codes = { "", "the codes of `nil, msg, code, raw` (the same as rollout.errors.codes)" },
     version = { "", "rollout's version" },
     lua_version = { "", "the Lua version" },
     exe = { "", "the rollout binary" },

@@ -21,8 +21,8 @@
  *          latency_ms = {p50, p90, p99, max, mean} (empty when none completed),
  *          duration, rate, stopped = nil | "deadline" | "duration",
  *          samples = {{"v1" | kind, latency_ms}, ...} (record = true) }
- *     -> nil, message, "invalid" for a URL that is not http(s);
- *        nil, message, "other" when the probe cannot be set up
+ *     -> nil, message, "invalid", "invalid" for a URL that is not http(s);
+ *        nil, message, "other", "other" when the probe cannot be set up
  *
  * n and/or duration (seconds) say when to stop sending; in-flight requests
  * then finish (each bounded by timeout). deadline (seconds from the start)
@@ -596,7 +596,7 @@ static int p_run(lua_State *L)
         if (bad) {
             curlx_redact_url(url, where, sizeof where);
             state_free(st);
-            return rollout_fail(L, "invalid", "probe %s: not an http or https URL", where);
+            return rollout_fail(L, ROLLOUT_E_INVALID, NULL, "probe %s: not an http or https URL", where);
         }
     }
 
@@ -630,7 +630,7 @@ static int p_run(lua_State *L)
         {
             char where[512];
             curlx_redact_url(url, where, sizeof where);
-            return rollout_fail(L, "other", "probe %s: %s", where, st->res.err);
+            return rollout_fail(L, ROLLOUT_E_OTHER, NULL, "probe %s: %s", where, st->res.err);
         }
     }
 }

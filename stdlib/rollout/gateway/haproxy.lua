@@ -300,7 +300,7 @@ end
 -- else in /proc (never guessed: a second master would be started beside a
 -- running one), and the pid file is written back (self.found says so).
 function Gateway:pid()
-  local text, _, code = fs.read(self.pidfile, { nofollow = true, max = 64 })
+  local text, _, _, raw = fs.read(self.pidfile, { nofollow = true, max = 64 })
   local named = text and math.tointeger(tonumber(text:match("^%s*(%d+)%s*$") or ""))
   if named and self:is_master(named) then return named end
   local found, how = self:socket_master(), "the master socket"
@@ -314,7 +314,7 @@ function Gateway:pid()
   end
   if not found then return nil end
   local was = named and string.format("named pid %d, which is not its master", named)
-    or (text and "was corrupt") or (code == "ELOOP" and "was a symbolic link") or "was missing"
+    or (text and "was corrupt") or (raw == "ELOOP" and "was a symbolic link") or "was missing"
   fs.write_atomic(self.pidfile, found .. "\n", { mode = tonumber("600", 8) })
   self.found = string.format("the gateway's pid file %s: found its master (pid %d) through %s and wrote it back",
     was, found, how)
