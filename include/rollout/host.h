@@ -92,16 +92,32 @@ int rollout_docall(lua_State *L, int narg, int nres);
  * it asks for: the `exit` field of a refusal table, else 1. Pops it. */
 int rollout_report(lua_State *L, int status, const char *progname);
 
-/* ^C handling (runtime/lib/interrupt.c). */
+/* ^C handling (runtime/lib/interrupt.c).
+ *
+ * ^C is a value, not a message: the error raised is one sentinel per Lua
+ * state (a read-only table in the registry, sys.INTERRUPTED, also
+ * rollout.errors.INTERRUPTED), recognised by identity (errors.is_interrupt
+ * in Lua, rollout_is_interrupt in C), never by the word in a string. It
+ * prints as "interrupted" (__tostring, __concat; e.message and e.code are
+ * "interrupted" too), so the host reports "rollout: interrupted" (exit 1)
+ * and scripts printing it keep working. */
 void rollout_interrupt_arm(lua_State *L);    /* install the SIGINT handler */
 void rollout_interrupt_disarm(void);         /* restore the default action */
 int rollout_interrupted(void);               /* a ^C arrived and is pending */
-void rollout_interrupt_clear(void);
 /* Defers ^C (on = 1) for a critical section: a ^C (and any further one)
  * only marks itself pending until the section ends (on = 0); the ^C after
  * that ends the process. Returns the previous setting. */
 int rollout_interrupt_defer(int on);
-void rollout_check_interrupt(lua_State *L);  /* raise "interrupted" if pending */
+/* Raises the sentinel if a ^C is pending (and not deferred). */
+void rollout_check_interrupt(lua_State *L);
+/* Forgets the pending ^C (the next one ends the process) and raises the
+ * sentinel: for a blocking call that saw rollout_interrupted() and has
+ * freed what it held. */
+int rollout_raise_interrupt(lua_State *L);
+/* Pushes the sentinel (made on first use). */
+void rollout_push_interrupt(lua_State *L);
+/* Is the value at idx the sentinel? */
+int rollout_is_interrupt(lua_State *L, int idx);
 /* Children of rollout.proc.run, stopped by ^C (detached daemons are not). */
 void rollout_child_track(pid_t pid);
 void rollout_child_untrack(pid_t pid);

@@ -57,7 +57,7 @@ static int sys_target(lua_State *L)
     return 1;
 }
 
-/* sys.check_interrupt(): raises "interrupted" if a ^C is pending. */
+/* sys.check_interrupt(): raises the interrupt sentinel if a ^C is pending. */
 static int sys_check_interrupt(lua_State *L)
 {
     rollout_check_interrupt(L);
@@ -65,7 +65,7 @@ static int sys_check_interrupt(lua_State *L)
 }
 
 /* sys.critical(fn, ...) -> fn's results. Runs fn with ^C deferred: a ^C
- * during fn takes effect ("interrupted") only once fn has returned, so a
+ * during fn takes effect (sys.INTERRUPTED) only once fn has returned, so a
  * change of several steps ends whole (e.g. file, gateway, state). */
 static int sys_critical(lua_State *L)
 {
@@ -101,6 +101,8 @@ int luaopen_rollout_sys(lua_State *L)
         lua_rawseti(L, -2, c + 1);
     }
     lua_setfield(L, -2, "error_codes");
+    rollout_push_interrupt(L);
+    lua_setfield(L, -2, "INTERRUPTED");
     lua_pushliteral(L, ROLLOUT_VERSION);
     lua_setfield(L, -2, "version");
     lua_pushliteral(L, LUA_RELEASE);

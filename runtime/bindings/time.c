@@ -20,7 +20,7 @@ static int t_wall(lua_State *L)
     return 1;
 }
 
-/* time.sleep(seconds): returns early only by raising "interrupted" */
+/* time.sleep(seconds): returns early only by raising the interrupt sentinel */
 static int t_sleep(lua_State *L)
 {
     double secs = luaL_checknumber(L, 1);

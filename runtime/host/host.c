@@ -157,6 +157,8 @@ void rollout_host_open(lua_State *L, const rollout_options *opts)
     int have_stdlib;
     char *slash;
 
+    rollout_push_interrupt(L); /* made now, not by the first ^C's hook */
+    lua_pop(L, 1);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     for (const luaL_Reg *m = modules; m->name != NULL; m++) {
         lua_pushcfunction(L, m->func != NULL ? m->func : load_from_netlib);
@@ -191,11 +193,13 @@ void rollout_host_open(lua_State *L, const rollout_options *opts)
 }
 
 /* Message handler: a traceback for ordinary errors; refusal tables
- * ({message=, exit=}) pass through untouched. */
+ * ({message=, exit=}) and the interrupt sentinel pass through untouched. */
 static int msghandler(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
     if (msg == NULL) {
+        if (rollout_is_interrupt(L, 1))
+            return 1;
         if (lua_istable(L, 1)) {
             lua_getfield(L, 1, "exit");
             if (lua_isinteger(L, -1)) {

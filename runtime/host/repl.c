@@ -8,7 +8,7 @@
  *     each entered chunk appended at once, the file compacted to the last
  *     HISTORY_MAX entries at start and exit;
  *   - ^C while typing drops the line (and a pending chunk); ^C while a chunk
- *     runs raises "interrupted" in it (runtime/interrupt.c); ^D on an empty
+ *     runs raises the interrupt sentinel in it (runtime/lib/interrupt.c); ^D on an empty
  *     line leaves with 0.
  * Without a terminal on stdin it reads plain lines (no editing, no history).
  */
@@ -593,18 +593,6 @@ static int require_module(repl *r, const char *name)
     return 1;
 }
 
-/* Is the error on top the host's "interrupted" (its first line ends so)? */
-static int is_interrupt(lua_State *L)
-{
-    static const char word[] = "interrupted";
-    const char *msg = lua_tostring(L, -1);
-    size_t n, w = sizeof word - 1;
-    if (msg == NULL)
-        return 0;
-    n = strcspn(msg, "\n");
-    return n >= w && strncmp(msg + n - w, word, w) == 0;
-}
-
 static void run_loop(repl *r)
 {
     lua_State *L = r->L;
@@ -628,7 +616,7 @@ static void run_loop(repl *r)
         if (status == LUA_OK) {
             print_results(r, lua_gettop(L) - base);
         } else {
-            if (is_interrupt(L))
+            if (rollout_is_interrupt(L, -1))
                 fputc('\n', stderr); /* after the terminal's "^C" */
             rollout_report(L, status, r->progname);
         }

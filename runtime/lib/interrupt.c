@@ -1,14 +1,19 @@
-/* ^C: the first one interrupts the running Lua code (a hook raises
- * "interrupted", as lua.c does) and sends SIGTERM to the process group of
- * each child of rollout.proc.run (they run in their own group, so a terminal
- * ^C does not reach them directly); blocking C calls poll
- * rollout_interrupted() and finish stopping them. A second ^C ends the
- * process. */
+/* ^C: the first one interrupts the running Lua code (a hook raises the
+ * interrupt sentinel, where lua.c raises a message) and sends SIGTERM to
+ * the process group of each child of rollout.proc.run (they run in their
+ * own group, so a terminal ^C does not reach them directly); blocking C
+ * calls poll rollout_interrupted() and finish stopping them. A second ^C
+ * ends the process.
+ *
+ * The sentinel: one read-only table per Lua state, in the registry; it
+ * prints as "interrupted" (include/rollout/host.h). */
 #include "rollout/host.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+
+static const char sentinel_key = 0; /* its address keys the registry */
 
 #define MAX_CHILDREN 64
 
@@ -17,6 +22,68 @@ static volatile sig_atomic_t pending;
 static volatile sig_atomic_t deferred; /* inside rollout_interrupt_defer(1) */
 static volatile sig_atomic_t children[MAX_CHILDREN];
 
+/* ---- the sentinel ---------------------------------------------------- */
+
+static int sentinel_tostring(lua_State *L)
+{
+    lua_pushliteral(L, "interrupted");
+    return 1;
+}
+
+/* "..." .. e and e .. "...": as if it were its text */
+static int sentinel_concat(lua_State *L)
+{
+    luaL_tolstring(L, 1, NULL);
+    luaL_tolstring(L, 2, NULL);
+    lua_concat(L, 2);
+    return 1;
+}
+
+static int sentinel_newindex(lua_State *L)
+{
+    return luaL_error(L, "the interrupt sentinel is read-only");
+}
+
+void rollout_push_interrupt(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &sentinel_key) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 5); /* its metatable */
+    lua_createtable(L, 0, 2); /* what e.message, e.code read */
+    lua_pushliteral(L, "interrupted");
+    lua_setfield(L, -2, "message");
+    lua_pushliteral(L, "interrupted");
+    lua_setfield(L, -2, "code");
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, sentinel_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, sentinel_concat);
+    lua_setfield(L, -2, "__concat");
+    lua_pushcfunction(L, sentinel_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushliteral(L, "rollout.interrupted");
+    lua_setfield(L, -2, "__name");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &sentinel_key);
+}
+
+int rollout_is_interrupt(lua_State *L, int idx)
+{
+    int is;
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return 0;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &sentinel_key);
+    is = lua_rawequal(L, idx, -1);
+    lua_pop(L, 1);
+    return is;
+}
+
+/* ---- the signal ------------------------------------------------------ */
+
 static void stop_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -24,7 +91,8 @@ static void stop_hook(lua_State *L, lua_Debug *ar)
     if (deferred)
         return; /* raised when the critical section ends */
     pending = 0;
-    luaL_error(L, "interrupted");
+    rollout_push_interrupt(L);
+    lua_error(L);
 }
 
 /* The next ^C takes the default action: the process ends. */
@@ -98,20 +166,20 @@ int rollout_interrupt_defer(int on)
     return was;
 }
 
-void rollout_interrupt_clear(void)
+int rollout_raise_interrupt(lua_State *L)
 {
     pending = 0;
+    if (hooked_state != NULL)
+        second_ends(); /* a ^C deferred by a critical section: the next one ends the process */
+    lua_sethook(L, NULL, 0, 0);
+    rollout_push_interrupt(L);
+    return lua_error(L);
 }
 
 void rollout_check_interrupt(lua_State *L)
 {
-    if (pending && !deferred) {
-        pending = 0;
-        if (hooked_state != NULL)
-            second_ends(); /* a ^C deferred by a critical section: the next one ends the process */
-        lua_sethook(L, NULL, 0, 0);
-        luaL_error(L, "interrupted");
-    }
+    if (pending && !deferred)
+        rollout_raise_interrupt(L);
 }
 
 void rollout_child_track(pid_t pid)

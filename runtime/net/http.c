@@ -17,7 +17,7 @@
  *        or an errno's code; raw the errno name when there is one
  *   http.free_port([addr="127.0.0.1"]) -> a TCP port free right now
  *
- * Misuse (bad types, bad header names) raises. ^C raises "interrupted"
+ * Misuse (bad types, bad header names) raises. ^C raises the interrupt sentinel
  * after everything is freed. Messages never show request headers and show
  * the URL without userinfo, query or fragment. */
 #include "rollout/curlx.h"
@@ -236,8 +236,7 @@ static int h_request(lua_State *L)
 
     if (r->guard.stop == CURLX_INTERRUPTED) {
         req_free(r);
-        rollout_check_interrupt(L);
-        return luaL_error(L, "interrupted");
+        return rollout_raise_interrupt(L);
     }
     if (rc != CURLE_OK) {
         char limit[64];
@@ -393,8 +392,7 @@ static int h_unix_exchange(lua_State *L)
         err = errno;
         sock_free(s);
         if (w == -1) {
-            rollout_check_interrupt(L);
-            return luaL_error(L, "interrupted");
+            return rollout_raise_interrupt(L);
         }
         if (w == 0)
             return rollout_fail(L, ROLLOUT_E_TIMEOUT, NULL, "unix socket %s: no room to send after %.3g s", path,
@@ -431,8 +429,7 @@ static int h_unix_exchange(lua_State *L)
         err = errno;
         sock_free(s);
         if (w == -1) {
-            rollout_check_interrupt(L);
-            return luaL_error(L, "interrupted");
+            return rollout_raise_interrupt(L);
         }
         if (w == 0)
             return rollout_fail(L, ROLLOUT_E_TIMEOUT, NULL, "unix socket %s: no complete reply after %.3g s",

@@ -38,7 +38,7 @@
  *
  * Codes of failures (rollout.errors.codes): connect (refused, unreachable,
  * unresolved), timeout, tls, too_large, invalid (a URL curl refuses), other;
- * raw is "curl N" (the CURLcode). ^C raises "interrupted" after the transfer
+ * raw is "curl N" (the CURLcode). ^C raises the interrupt sentinel after the transfer
  * is abandoned. Misuse raises.
  *
  * A stream holds its session (user value), and the connection cache they
@@ -511,8 +511,7 @@ static int hs_request(lua_State *L)
     curl_slist_free_all(s->hdrs);
     s->hdrs = NULL;
     if (s->guard.stop == CURLX_INTERRUPTED) {
-        rollout_check_interrupt(L);
-        return luaL_error(L, "interrupted");
+        return rollout_raise_interrupt(L);
     }
     if (rc != CURLE_OK)
         return fail(L, method, lua_tostring(L, top - 1), rc, s->errbuf, &s->guard, s->too_large, s->max_body);
@@ -716,8 +715,7 @@ static int hs_stream(lua_State *L)
     curl_easy_setopt(st->e, CURLOPT_HTTPHEADER, NULL);
     if (st->guard.stop == CURLX_INTERRUPTED) {
         stream_free(st);
-        rollout_check_interrupt(L);
-        return luaL_error(L, "interrupted");
+        return rollout_raise_interrupt(L);
     }
     if (r == STEP_WAIT_OVER) {
         st->rc = CURLE_OPERATION_TIMEDOUT;
@@ -770,8 +768,7 @@ static int st_read(lua_State *L)
         r = pump(st, wait, have_line);
     if (r == STEP_STOP && st->guard.stop == CURLX_INTERRUPTED) {
         stream_free(st);
-        rollout_check_interrupt(L);
-        return luaL_error(L, "interrupted");
+        return rollout_raise_interrupt(L);
     }
     nl = st->data.p ? memchr(st->data.p + st->off, '\n', st->data.len - st->off) : NULL;
     if (nl != NULL) {
@@ -807,8 +804,7 @@ static int st_rest(lua_State *L)
         r = pump(st, wait, never);
     if (r == STEP_STOP && st->guard.stop == CURLX_INTERRUPTED) {
         stream_free(st);
-        rollout_check_interrupt(L);
-        return luaL_error(L, "interrupted");
+        return rollout_raise_interrupt(L);
     }
     if (st->done && st->rc != CURLE_OK)
         return stream_error(L, st);

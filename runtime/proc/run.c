@@ -323,13 +323,12 @@ static _Noreturn void child_exec(const run_state *st, const px_spec *spec, int o
     px_child_fail(w, PX_MSG_EXEC, errno);
 }
 
-/* Stops the child, releases everything and raises "interrupted". */
+/* Stops the child, releases everything and raises the interrupt sentinel. */
 static int interrupted(lua_State *L, run_state *st)
 {
     stop_child(st);
     run_release(st);
-    rollout_check_interrupt(L);
-    return luaL_error(L, "interrupted");
+    return rollout_raise_interrupt(L);
 }
 
 static int timed_out(lua_State *L, run_state *st, const px_spec *spec, double timeout)

@@ -198,8 +198,7 @@ int px_spawn(lua_State *L)
     r = read_reports(st, &pid, &fail);
     spawn_release(st);
     if (r == -2) {
-        rollout_check_interrupt(L);
-        return luaL_error(L, "interrupted");
+        return rollout_raise_interrupt(L);
     }
     if (r == -1) {
         if (pid > 0)

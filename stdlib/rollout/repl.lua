@@ -56,7 +56,7 @@ local function is_null(v)
 end
 
 local function is_interrupt(err)
-  return type(err) == "string" and err:find("interrupted", 1, true) ~= nil
+  return require("rollout.errors").is_interrupt(err)
 end
 
 -- rollout.display, loaded on first use (nil when it cannot load: values

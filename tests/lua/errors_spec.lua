@@ -31,3 +31,54 @@ describe("error codes", function()
     assert.equal("timeout", raw) -- rollout's own deadline: raw repeats the code
   end)
 end)
+
+describe("the interrupt sentinel (^C)", function()
+  local time = require "rollout.time"
+  local BIN = os.getenv("ROLLOUT_BIN") or "./rollout"
+
+  it("is one value, recognised by identity, never by the word in a message", function()
+    assert.is_true(errors.is_interrupt(sys.INTERRUPTED))
+    assert.equal(sys.INTERRUPTED, errors.INTERRUPTED)
+    for _, e in ipairs { "interrupted", "x.lua:3: interrupted", "the connection was interrupted by the peer",
+                         { message = "interrupted" }, errors.failed("interrupted"), false } do
+      assert.is_false(errors.is_interrupt(e), tostring(e))
+    end
+    -- errors.pcall lets only the sentinel through
+    local ok, e = errors.pcall(error, "the download was interrupted", 0)
+    assert.is_false(ok)
+    assert.equal("the download was interrupted", e)
+    local ok2, e2 = pcall(errors.pcall, error, sys.INTERRUPTED)
+    assert.is_false(ok2)
+    assert.equal(sys.INTERRUPTED, e2)
+    assert.equal(sys.INTERRUPTED, errors.traceback(sys.INTERRUPTED))
+  end)
+
+  it("prints, concatenates and reads as \"interrupted\", and is read-only", function()
+    local e = sys.INTERRUPTED
+    assert.equal("interrupted", tostring(e))
+    assert.equal("^C: interrupted", "^C: " .. e)
+    assert.equal("interrupted (^C)", e .. " (^C)")
+    assert.equal("interrupted", string.format("%s", e))
+    assert.equal("interrupted", errors.message(e))
+    assert.equal("interrupted", e.code)
+    assert.has_error(function() e.message = "changed" end)
+    assert.equal("interrupted", e.message)
+  end)
+
+  it("is what a ^C raises in a blocking call, and what the host reports", function()
+    local log = fs.join(os.getenv("TMPDIR") or "/tmp", "rollout-sentinel-" .. proc.pid() .. ".log")
+    finally(function() fs.remove(log) end)
+    local pid = assert(proc.spawn { argv = { BIN, "-e", [[
+      local errors, time = require "rollout.errors", require "rollout.time"
+      local ok, e = pcall(function() io.stderr:write("ready\n") time.sleep(30) end)
+      io.stderr:write("caught ", tostring(e), " ", tostring(errors.is_interrupt(e)), "\n")
+      error(e, 0)]] }, log = log })
+    finally(function() if proc.alive(pid) then proc.kill(pid, "KILL") end end)
+    local deadline = time.now() + 10
+    while not (fs.read(log) or ""):find("ready", 1, true) and time.now() < deadline do time.sleep(0.02) end
+    assert(proc.kill(pid, "INT"))
+    while proc.alive(pid) and time.now() < deadline do time.sleep(0.02) end
+    assert.is_false(proc.alive(pid))
+    assert.equal("ready\ncaught interrupted true\nrollout: interrupted\n", fs.read(log))
+  end)
+end)

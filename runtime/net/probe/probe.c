@@ -33,7 +33,7 @@
  * served_by header, when one does: a version's errors are its own. extract functions run on the calling thread, so they
  * (and record = true) force threads = 1; otherwise the work is split over
  * `threads` worker threads, each with its own multi handle. Misuse raises;
- * ^C raises "interrupted" and an error in extract / on_progress is re-raised
+ * ^C raises the interrupt sentinel and an error in extract / on_progress is re-raised
  * as is, both after every handle is freed.
  *
  * Variants interleave kinds of requests in one run, so that they see the
@@ -617,8 +617,7 @@ static int p_run(lua_State *L)
     state_free(st);
     switch (status) {
     case PROBE_INTERRUPTED:
-        rollout_check_interrupt(L);
-        return luaL_error(L, "interrupted");
+        return rollout_raise_interrupt(L);
     case PROBE_ABORTED:
         if (st->bad_return != NULL)
             return luaL_error(L, "extract function must return a string or nil (got %s)", st->bad_return);
