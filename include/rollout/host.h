@@ -118,8 +118,10 @@ int rollout_raise_interrupt(lua_State *L);
 void rollout_push_interrupt(lua_State *L);
 /* Is the value at idx the sentinel? */
 int rollout_is_interrupt(lua_State *L, int idx);
-/* Children of rollout.proc.run, stopped by ^C (detached daemons are not). */
-void rollout_child_track(pid_t pid);
+/* Children of rollout.proc.run, stopped by ^C (detached daemons are not).
+ * The table grows as needed; track returns -1 only when out of memory
+ * (the caller must then not leave the child running untracked). */
+int rollout_child_track(pid_t pid);
 void rollout_child_untrack(pid_t pid);
 
 /* Environment failures: push nil, message, code, raw and return 4. raw is

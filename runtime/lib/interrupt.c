@@ -11,16 +11,19 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char sentinel_key = 0; /* its address keys the registry */
 
-#define MAX_CHILDREN 64
 
 static lua_State *volatile hooked_state;
 static volatile sig_atomic_t pending;
 static volatile sig_atomic_t deferred; /* inside rollout_interrupt_defer(1) */
-static volatile sig_atomic_t children[MAX_CHILDREN];
+/* The tracked children: pids, 0 for a free slot. The handler reads the
+ * table; it only changes size with SIGINT blocked (rollout_child_track). */
+static volatile sig_atomic_t *volatile children;
+static volatile size_t nchildren;
 
 /* ---- the sentinel ---------------------------------------------------- */
 
@@ -118,7 +121,7 @@ static void on_sigint(int sig)
         return;
     }
     second_ends();
-    for (int i = 0; i < MAX_CHILDREN; i++) {
+    for (size_t i = 0; i < nchildren; i++) {
         pid_t pid = (pid_t)children[i];
         /* the child's own process group (pgid == pid); the pid alone if it
          * is not a group leader */
@@ -182,19 +185,38 @@ void rollout_check_interrupt(lua_State *L)
         rollout_raise_interrupt(L);
 }
 
-void rollout_child_track(pid_t pid)
+int rollout_child_track(pid_t pid)
 {
-    for (int i = 0; i < MAX_CHILDREN; i++) {
+    sigset_t block, old;
+    volatile sig_atomic_t *grown;
+    size_t n;
+    for (size_t i = 0; i < nchildren; i++) {
         if (children[i] == 0) {
             children[i] = (sig_atomic_t)pid;
-            return;
+            return 0;
         }
     }
+    /* full: a larger table, made with SIGINT blocked so that the handler
+     * never reads one being moved */
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    n = nchildren ? nchildren * 2 : 16;
+    grown = realloc((void *)children, n * sizeof *grown);
+    if (grown != NULL) {
+        for (size_t i = nchildren; i < n; i++)
+            grown[i] = 0;
+        grown[nchildren] = (sig_atomic_t)pid;
+        children = grown;
+        nchildren = n;
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return grown != NULL ? 0 : -1;
 }
 
 void rollout_child_untrack(pid_t pid)
 {
-    for (int i = 0; i < MAX_CHILDREN; i++)
+    for (size_t i = 0; i < nchildren; i++)
         if (children[i] == (sig_atomic_t)pid)
             children[i] = 0;
 }

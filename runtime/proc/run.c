@@ -441,8 +441,12 @@ int px_run(lua_State *L)
     setpgid(pid, pid); /* also here, so the group exists before we signal it */
     st->pid = pid;
     st->live = 1;
-    rollout_child_track(pid);
+    err = rollout_child_track(pid) != 0;
     px_restore_signals(&old);
+    if (err) { /* ^C could not stop it: it does not run at all */
+        run_release(st);
+        return rollout_fail(L, ROLLOUT_E_IO, "ENOMEM", "cannot run '%s': out of memory", spec.argv[0]);
+    }
     close_child_ends(st);
 
     deadline = st->start + timeout;
