@@ -62,12 +62,30 @@ typedef enum rollout_exit {
     ROLLOUT_EXIT_USAGE = 2    /* usage error, or invalid input refused before any change */
 } rollout_exit;
 
-/* Every C binding, registered in package.preload as "rollout.<name>".
- * (runtime/host/host.c redeclares them weak: those in rollout-net.so are loaded
- * from it. A binding needing another one should require it from Lua.) */
+/* Every C binding, registered in package.preload as "rollout.<name>"
+ * (runtime/host/host.c declares them weak: those in rollout-net.so are
+ * loaded from it on first require).
+ *
+ * Bindings that use each other, the one rule:
+ *   - a binding uses another binding's Lua functions through require:
+ *     rollout_require(L, "rollout.<name>") at the time it needs them (the
+ *     other may live in rollout-net.so, which only package.preload knows
+ *     how to load; require also keeps one module table per state);
+ *   - it never calls another binding's luaopen_rollout_<name> nor its C
+ *     functions, and never includes another binding's private header
+ *     (tests/lua/layout_spec.lua: private headers stay in their folder);
+ *   - what two bindings share in C is a part of its own, not a binding:
+ *     a helper in runtime/lib (include/rollout/lib.h, this header) or a
+ *     header in include/rollout with its own .c (convert.h: json and yaml;
+ *     curlx.h: the libcurl bindings).
+ * Only the host (host.c) refers to the luaopen_ functions: the preload
+ * table. */
 #define ROLLOUT_MODULE(name) int luaopen_rollout_##name(lua_State *L);
 #include "rollout/modules.h"
 #undef ROLLOUT_MODULE
+
+/* Pushes require(name): how a binding uses another one (see above). */
+void rollout_require(lua_State *L, const char *name);
 
 /* Host set-up (runtime/host/host.c). */
 typedef struct rollout_options {

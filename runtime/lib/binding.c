@@ -1,6 +1,6 @@
 /* What every binding shares: failures returned as values (nil, message,
  * code, raw), the optional fields of an options table, a buffer a userdata
- * holds. */
+ * holds, require. */
 #include "rollout/host.h"
 
 #include <stdarg.h>
@@ -98,4 +98,11 @@ void rollout_pushbuf(lua_State *L, rbuf *b)
 {
     lua_pushlstring(L, b->p ? b->p : "", b->len);
     rbuf_free(b);
+}
+
+void rollout_require(lua_State *L, const char *name)
+{
+    lua_getglobal(L, "require");
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
 }

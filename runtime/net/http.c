@@ -1,6 +1,5 @@
 /* rollout.http: one HTTP request via libcurl, with timeouts, TLS options,
- * a body limit, ^C; and a raw exchange over a unix stream socket (HAProxy's
- * admin socket speaks plain text, not HTTP).
+ * a body limit, ^C.
  *
  *   http.request{url=, method=, headers=, body=, timeout=30,
  *                connect_timeout=10, verify=true, ca_file=, ca_data=,
@@ -12,34 +11,21 @@
  *        timeout, tls, too_large, invalid, other (include/rollout/curlx.h);
  *        raw "curl N"
  *   http.get(url [, opts])
- *   http.unix_exchange(path, text [, timeout=5]) -> reply
- *     -> nil, message, code, raw: connect, timeout, too_large, invalid,
- *        or an errno's code; raw the errno name when there is one
- *   http.free_port([addr="127.0.0.1"]) -> a TCP port free right now
+ *   http.unix_exchange, http.free_port: rollout.sock's exchange and
+ *     free_port (runtime/bindings/sock.c), kept here for older callers
  *
- * Misuse (bad types, bad header names) raises. ^C raises the interrupt sentinel
- * after everything is freed. Messages never show request headers and show
- * the URL without userinfo, query or fragment. */
+ * Misuse (bad types, bad header names) raises. ^C raises the interrupt
+ * sentinel after everything is freed. Messages never show request headers
+ * and show the URL without userinfo, query or fragment. */
 #include "rollout/curlx.h"
 #include "rollout/host.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <math.h>
-#include <poll.h>
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
-#include <unistd.h>
 
 #define HTTP_REQUEST "rollout.http.request"
-#define HTTP_SOCKET "rollout.http.socket"
 #define DEFAULT_MAX_BODY ((lua_Integer)64 << 20)
 #define HEADERS_MAX (1 << 20)
-#define UNIX_REPLY_MAX ((size_t)16 << 20)
 
 /* ---- the request userdata ------------------------------------------ */
 
@@ -290,220 +276,28 @@ static int h_get(lua_State *L)
     return h_request(L);
 }
 
-/* ---- http.unix_exchange -------------------------------------------- */
-
-typedef struct unix_sock {
-    int fd;
-} unix_sock;
-
-static int sock_close(lua_State *L)
-{
-    unix_sock *s = luaL_checkudata(L, 1, HTTP_SOCKET);
-    if (s->fd >= 0) {
-        close(s->fd);
-        s->fd = -1;
-    }
-    return 0;
-}
-
-static void sock_free(unix_sock *s)
-{
-    if (s->fd >= 0) {
-        close(s->fd);
-        s->fd = -1;
-    }
-}
-
-/* Waits for events on fd until the deadline, waking every 100 ms for ^C.
- * Returns 1 when ready, 0 on deadline, -1 on ^C, -2 on error. */
-static int wait_fd(int fd, short events, double deadline)
-{
-    for (;;) {
-        struct pollfd p = {fd, events, 0};
-        double left = deadline - rollout_now();
-        int ms, n;
-        if (rollout_interrupted())
-            return -1;
-        if (left <= 0)
-            return 0;
-        ms = left > 0.1 ? 100 : (int)(left * 1000) + 1;
-        n = poll(&p, 1, ms);
-        if (n > 0)
-            return 1;
-        if (n < 0 && errno != EINTR)
-            return -2;
-    }
-}
-
-/* http.unix_exchange(path, text [, timeout]): connects to a unix stream
- * socket, sends text, half-closes, and reads the reply until the peer
- * closes. HAProxy's admin socket: text = "show stat\n". */
-static int h_unix_exchange(lua_State *L)
-{
-    size_t plen, tlen, sent = 0, got = 0;
-    const char *path = luaL_checklstring(L, 1, &plen);
-    const char *text = luaL_checklstring(L, 2, &tlen);
-    double timeout = luaL_optnumber(L, 3, 5);
-    double deadline;
-    struct sockaddr_un sa;
-    unix_sock *s;
-    luaL_Buffer b;
-    int w;
-
-    luaL_argcheck(L, timeout > 0, 3, "must be a number of seconds > 0");
-    lua_settop(L, 3);
-    deadline = rollout_now() + timeout;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    if (plen == 0 || plen >= sizeof sa.sun_path || strlen(path) != plen)
-        return rollout_fail(L, ROLLOUT_E_INVALID, NULL, "unix socket %s: bad path (empty, NUL or over %d bytes)",
-                            path, (int)sizeof sa.sun_path - 1);
-    memcpy(sa.sun_path, path, plen);
-
-    s = lua_newuserdatauv(L, sizeof *s, 0); /* 4 */
-    s->fd = -1;
-    luaL_setmetatable(L, HTTP_SOCKET);
-    s->fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (s->fd < 0)
-        return rollout_fail_errno(L, errno, "unix socket %s", path);
-    fcntl(s->fd, F_SETFD, FD_CLOEXEC);
-    if (connect(s->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        int err = errno;
-        sock_free(s);
-        return rollout_fail(L, ROLLOUT_E_CONNECT, rollout_errno_name(err), "unix socket %s: connect: %s", path,
-                            strerror(err));
-    }
-    fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
-
-    while (sent < tlen) {
-        ssize_t n;
-        int err = 0;
-        w = wait_fd(s->fd, POLLOUT, deadline);
-        if (w == 1) {
-            n = send(s->fd, text + sent, tlen - sent, MSG_NOSIGNAL);
-            if (n > 0) {
-                sent += (size_t)n;
-                continue;
-            }
-            if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                continue;
-            w = -2;
-        }
-        err = errno;
-        sock_free(s);
-        if (w == -1) {
-            return rollout_raise_interrupt(L);
-        }
-        if (w == 0)
-            return rollout_fail(L, ROLLOUT_E_TIMEOUT, NULL, "unix socket %s: no room to send after %.3g s", path,
-                                timeout);
-        return rollout_fail_errno(L, err, "unix socket %s: send", path);
-    }
-    shutdown(s->fd, SHUT_WR);
-
-    luaL_buffinit(L, &b);
-    for (;;) {
-        ssize_t n;
-        char *p;
-        int err = 0;
-        w = wait_fd(s->fd, POLLIN, deadline);
-        if (w == 1) {
-            p = luaL_prepbuffsize(&b, 16384);
-            n = recv(s->fd, p, 16384, 0);
-            if (n == 0)
-                break;
-            if (n > 0) {
-                luaL_addsize(&b, (size_t)n);
-                got += (size_t)n;
-                if (got > UNIX_REPLY_MAX) {
-                    sock_free(s);
-                    return rollout_fail(L, ROLLOUT_E_TOO_LARGE, NULL, "unix socket %s: the reply is over %d MiB",
-                                        path, (int)(UNIX_REPLY_MAX >> 20));
-                }
-                continue;
-            }
-            if (errno == EAGAIN || errno == EINTR)
-                continue;
-            w = -2;
-        }
-        err = errno;
-        sock_free(s);
-        if (w == -1) {
-            return rollout_raise_interrupt(L);
-        }
-        if (w == 0)
-            return rollout_fail(L, ROLLOUT_E_TIMEOUT, NULL, "unix socket %s: no complete reply after %.3g s",
-                                path, timeout);
-        return rollout_fail_errno(L, err, "unix socket %s: recv", path);
-    }
-    sock_free(s);
-    luaL_pushresult(&b);
-    return 1;
-}
-
-/* http.free_port([addr = "127.0.0.1"]) -> port | nil, message, code, raw
- * A TCP port that is free right now on a numeric loopback/local address
- * (bound to port 0, read back, closed): for test fixtures and the local
- * target, which must give HAProxy a fixed port. Racy by nature: bind soon. */
-static int h_free_port(lua_State *L)
-{
-    const char *addr = luaL_optstring(L, 1, "127.0.0.1");
-    struct sockaddr_in a4;
-    struct sockaddr_in6 a6;
-    struct sockaddr *sa;
-    socklen_t len;
-    int fd, port, err;
-
-    memset(&a4, 0, sizeof a4);
-    memset(&a6, 0, sizeof a6);
-    if (inet_pton(AF_INET, addr, &a4.sin_addr) == 1) {
-        a4.sin_family = AF_INET;
-        sa = (struct sockaddr *)&a4;
-        len = sizeof a4;
-    } else if (inet_pton(AF_INET6, addr, &a6.sin6_addr) == 1) {
-        a6.sin6_family = AF_INET6;
-        sa = (struct sockaddr *)&a6;
-        len = sizeof a6;
-    } else {
-        return luaL_argerror(L, 1, "must be a numeric IPv4 or IPv6 address");
-    }
-    fd = socket(sa->sa_family, SOCK_STREAM, 0);
-    if (fd < 0)
-        return rollout_fail_errno(L, errno, "free_port: socket");
-    if (bind(fd, sa, len) != 0 || getsockname(fd, sa, &len) != 0) {
-        err = errno;
-        close(fd);
-        return rollout_fail_errno(L, err, "free_port: bind %s", addr);
-    }
-    port = sa->sa_family == AF_INET ? ntohs(a4.sin_port) : ntohs(a6.sin6_port);
-    close(fd);
-    lua_pushinteger(L, port);
-    return 1;
-}
-
 int luaopen_rollout_http(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"request", h_request},
         {"get", h_get},
-        {"unix_exchange", h_unix_exchange},
-        {"free_port", h_free_port},
         {NULL, NULL}};
     static const luaL_Reg req_meta[] = {
         {"__gc", req_gc},
         {"__close", req_gc},
         {NULL, NULL}};
-    static const luaL_Reg sock_meta[] = {
-        {"__gc", sock_close},
-        {"__close", sock_close},
-        {NULL, NULL}};
     if (luaL_newmetatable(L, HTTP_REQUEST))
         luaL_setfuncs(L, req_meta, 0);
     lua_pop(L, 1);
-    if (luaL_newmetatable(L, HTTP_SOCKET))
-        luaL_setfuncs(L, sock_meta, 0);
-    lua_pop(L, 1);
     curlx_init();
     luaL_newlib(L, funcs);
+    /* unix_exchange and free_port were here before rollout.sock: the same
+     * functions, through require (a binding never opens another itself) */
+    rollout_require(L, "rollout.sock");
+    lua_getfield(L, -1, "exchange");
+    lua_setfield(L, -3, "unix_exchange");
+    lua_getfield(L, -1, "free_port");
+    lua_setfield(L, -3, "free_port");
+    lua_pop(L, 1);
     return 1;
 }

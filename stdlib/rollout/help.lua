@@ -542,12 +542,17 @@ C_DOCS = {
     root = { "", "the directory rollout runs from (source tree or prefix)" },
     stdlib = { "", "where the Lua stdlib is" },
   } },
-  ["rollout.http"] = { doc = "one HTTP request on libcurl; HAProxy's admin socket", fields = {
+  ["rollout.sock"] = { doc = "plain sockets, without libcurl: HAProxy's admin socket, free ports", fields = {
+    exchange = { "(path, text [, timeout = 5]) -> reply | nil, msg, code, raw",
+                 "text over a unix socket, the reply until the peer closes" },
+    free_port = { "([addr]) -> port | nil, msg, code, raw", "a TCP port free right now" },
+  } },
+  ["rollout.http"] = { doc = "one HTTP request on libcurl", fields = {
     request = { "{url=, method=, headers=, body=, timeout=30, ...} -> {status, headers, body, duration}",
                 "one request; nil, msg, code on transport failure" },
     get = { "(url [, opts]) -> response | nil, msg, code", "request{url = url, method = \"GET\"}" },
-    unix_exchange = { "(path, text [, timeout = 5]) -> reply | nil, msg, code", "text over a unix socket" },
-    free_port = { "([addr]) -> port | nil, msg, code", "a TCP port free right now" },
+    unix_exchange = { "(path, text [, timeout = 5]) -> reply | nil, msg, code, raw", "rollout.sock.exchange" },
+    free_port = { "([addr]) -> port | nil, msg, code, raw", "rollout.sock.free_port" },
   } },
   ["rollout.probe"] = { doc = "many requests against a gateway, counted per version, with latency", fields = {
     run = { "{url=, n=, duration=, concurrency=50, timeout=2, headers=, extract=} -> result",

@@ -12,7 +12,7 @@
 -- server-state file).
 local fs = require "rollout.fs"
 local proc = require "rollout.proc"
-local http = require "rollout.http"
+local sock = require "rollout.sock"
 local time = require "rollout.time"
 local errors = require "rollout.errors"
 
@@ -55,7 +55,7 @@ function Gateway:exporter_port()
   if not ok then errors.fail("cannot create " .. self.dir .. ": " .. err) end
   port = math.tointeger(tonumber(os.getenv("ROLLOUT_EXPORTER_PORT") or ""))
   if port and (port < 1 or port > 65535) then errors.refuse("ROLLOUT_EXPORTER_PORT must be a port (1-65535)") end
-  if not port then port, err = http.free_port() end
+  if not port then port, err = sock.free_port() end
   if not port then errors.fail("no free port for the gateway's metrics exporter: " .. tostring(err)) end
   fs.write_atomic(self.exporter_file, tostring(math.tointeger(port)) .. "\n", { mode = tonumber("644", 8) })
   return math.tointeger(port)
@@ -282,7 +282,7 @@ end
 --- Sends a command to the master socket (HAProxy's master CLI). Returns the
 -- reply or nil, message.
 function Gateway:master_cli(command, timeout)
-  return http.unix_exchange(self.master_sock, command .. "\n", timeout or 5)
+  return sock.exchange(self.master_sock, command .. "\n", timeout or 5)
 end
 
 --- The master the master socket answers for, or nil.
@@ -383,7 +383,7 @@ end
 --- Sends commands to the admin socket (one connection, ';'-separated).
 -- Returns the reply or nil, message.
 function Gateway:admin(command, timeout)
-  local reply, err = http.unix_exchange(self.admin_sock, command .. "\n", timeout or 5)
+  local reply, err = sock.exchange(self.admin_sock, command .. "\n", timeout or 5)
   if not reply then return nil, err end
   return reply
 end
