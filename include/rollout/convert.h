@@ -2,7 +2,7 @@
  * sentinel, the array/object markers, options and caps, number formatting, positions, and the table walker both
  * encoders use (shapes, key order, cycles, depth, error paths).
  *
- * Conventions (DESIGN.md, "Conversions"):
+ * Conventions (README, "C bindings": rollout.yaml and rollout.json):
  *   - null is lua_pushlightuserdata(L, NULL): json.null == yaml.null;
  *   - decoded arrays and objects carry a shared metatable whose field
  *     __jsontype is "array" or "object", so an empty one keeps its kind;

@@ -57,9 +57,7 @@ int px_fail_exec(lua_State *L, const px_spec *spec, const px_msg *msg);
  * the new fd, or -1 with errno set. */
 int px_fd_above2(int fd);
 
-/* errno names and rollout_fail_errno: include/rollout/host.h */
-
-/* The bindings with a file of their own (proc_run.c, proc_spawn.c). */
+/* The functions with a file of their own (run.c, spawn.c). */
 int px_run(lua_State *L);
 int px_spawn(lua_State *L);
 

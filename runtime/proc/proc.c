@@ -1,5 +1,6 @@
-/* rollout.proc: processes without a shell. run and spawn live in
- * proc_run.c and proc_spawn.c; here are signals, liveness, stop, which. */
+/* rollout.proc: processes without a shell. run and spawn live in run.c and
+ * spawn.c, what to exec and the child's set-up in exec.c; here are
+ * signals, liveness, stop, which. */
 #define _GNU_SOURCE
 #include "internal.h"
 

@@ -50,9 +50,9 @@
  * uncounted. Bodies are kept up to 1 MiB (a 2xx over it counts as parse);
  * chunked, HTTP/1.0 and close-delimited responses are read like any other.
  *
- * The engine is Lua-free (runtime/probe_engine.c, probe_conn.c,
- * probe_http.c; see include/rollout/probe.h for why it speaks HTTP/1.1
- * itself on connections libcurl makes); this file reads options, calls the
+ * The engine is Lua-free (runtime/net/probe/: engine.c, conn.c, rules.c,
+ * http.c; see include/rollout/probe.h for why it speaks HTTP/1.1 itself on
+ * connections libcurl makes); this file reads options, calls the
  * Lua functions under lua_pcall and builds the result. Every C resource is
  * held by a userdata whose __gc/__close frees it, and is freed explicitly
  * before any error is raised. */
