@@ -55,16 +55,24 @@ DEB_PACKAGES := build-essential pkg-config liblua5.4-dev lua5.4 libyaml-dev \
 	wrk hyperfine tmux procps iproute2 chromium fonts-dejavu-core prometheus \
 	clang libclang-rt-14-dev llvm
 
-# The bindings that need libcurl (http, probe, http_session) are built into
-# rollout-net.so, next to the binary, and loaded on first require: libcurl
-# and its TLS stack cost ~4 ms at start-up, more than all the rest.
+# runtime/, by directory (README, "Layout of runtime/"):
+#   host/      the interpreter: main (CLI), host (state, preload, calls), repl
+#   lib/       helpers every other part uses (leaves: they call no binding)
+#   core/      Lua-free logic (stats, weights), tested by cmocka directly
+#   bindings/  the rollout.<name> modules built into the binary
+#   proc/      rollout.proc
+#   net/       the bindings that need libcurl (http, http_session, probe),
+#              built into rollout-net.so, next to the binary, and loaded on
+#              first require: libcurl and its TLS stack cost ~4 ms at
+#              start-up, more than all the rest.
 CORE_SRC := $(wildcard runtime/core/*.c)
-NET_SRC := runtime/curlx.c runtime/http.c runtime/http_session.c $(wildcard runtime/probe*.c)
-HOST_SRC := $(filter-out runtime/main.c $(NET_SRC),$(wildcard runtime/*.c))
+NET_SRC := $(wildcard runtime/net/*.c runtime/net/*/*.c)
+MAIN_SRC := runtime/host/main.c
+HOST_SRC := $(filter-out $(MAIN_SRC),$(wildcard runtime/host/*.c runtime/lib/*.c runtime/bindings/*.c runtime/proc/*.c))
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 HOST_OBJ := $(HOST_SRC:%.c=$(BUILD)/%.o)
 NET_OBJ := $(NET_SRC:%.c=$(BUILD)/pic/%.o)
-MAIN_OBJ := $(BUILD)/runtime/main.o
+MAIN_OBJ := $(MAIN_SRC:%.c=$(BUILD)/%.o)
 NETLIB := $(dir $(BIN))rollout-net.so
 C_TESTS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 DEMO := $(if $(wildcard services/microservice-1/Makefile),services/microservice-1/microservice-1)
@@ -137,7 +145,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= yaml json probe_http traffic service_config kubeconfig
 FUZZ_SAN := $(SANITIZE) -fno-sanitize-recover=undefined,float-cast-overflow -fno-omit-frame-pointer
 FUZZ_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) -Iinclude $(PKG_CFLAGS) -O1 -g $(FUZZ_SAN) -MMD -MP
-FUZZ_LUA_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(filter-out runtime/repl.c,$(HOST_SRC)) $(CORE_SRC) tests/fuzz/fuzz_lua.c)
+FUZZ_LUA_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(filter-out runtime/host/repl.c,$(HOST_SRC)) $(CORE_SRC) tests/fuzz/fuzz_lua.c)
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
 fuzz: fuzz-build
@@ -156,8 +164,8 @@ $(FUZZ_BUILD)/%.o: %.c
 	$(call say,CC,$<)
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
-$(FUZZ_BUILD)/fuzz_probe_http: $(FUZZ_BUILD)/tests/fuzz/fuzz_probe_http.o $(FUZZ_BUILD)/runtime/probe_http.o \
-		$(FUZZ_BUILD)/runtime/probe_extract.o
+$(FUZZ_BUILD)/fuzz_probe_http: $(FUZZ_BUILD)/tests/fuzz/fuzz_probe_http.o $(FUZZ_BUILD)/runtime/net/probe/http.o \
+		$(FUZZ_BUILD)/runtime/net/probe/extract.o $(FUZZ_BUILD)/runtime/lib/buf.o
 	$(call say,LINK,$@)
 	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(NET_LIBS)
 

@@ -1,9 +1,8 @@
-/* What rollout.json and rollout.yaml share (runtime/convert.c): the null
- * sentinel, the array/object markers, options and caps, a byte buffer held
- * by a userdata, number formatting, positions, and the table walker both
+/* What rollout.json and rollout.yaml share (runtime/bindings/convert.c): the null
+ * sentinel, the array/object markers, options and caps, number formatting, positions, and the table walker both
  * encoders use (shapes, key order, cycles, depth, error paths).
  *
- * Conventions (DESIGN.md, "Conversions"):
+ * Conventions (README, "C bindings": rollout.yaml and rollout.json):
  *   - null is lua_pushlightuserdata(L, NULL): json.null == yaml.null;
  *   - decoded arrays and objects carry a shared metatable whose field
  *     __jsontype is "array" or "object", so an empty one keeps its kind;
@@ -57,22 +56,10 @@ lua_Integer rc_opt_integer(lua_State *L, int idx, const char *field, lua_Integer
 /* Raises unless the value at idx is nil, none or a table. */
 void rc_check_opts(lua_State *L, int idx);
 
-/* A growable byte buffer owned by a userdata (freed by __gc/__close, so a
- * raise never leaks it). rc_buf_new pushes the userdata. */
-typedef struct rc_buf {
-    char *p;
-    size_t len, cap;
-} rc_buf;
-rc_buf *rc_buf_new(lua_State *L);
-/* 0, or -1 when out of memory; never raises. */
-int rc_buf_add(rc_buf *b, const void *s, size_t n);
-/* Pushes the contents as a string and frees the memory. */
-void rc_buf_push(lua_State *L, rc_buf *b);
-
-/* nil, "[name: ]input is larger than N bytes (max_size)", "invalid" */
+/* nil, "[name: ]input is larger than N bytes (max_size)", "invalid", "invalid" */
 int rc_fail_too_large(lua_State *L, const char *name, size_t max);
 /* Reads a whole file into a string on the stack, refusing more than max
- * bytes. Returns 1 (string pushed) or the 3 values of rollout_fail*. */
+ * bytes. Returns 1 (string pushed) or the 4 values of rollout_fail*. */
 int rc_read_file(lua_State *L, const char *path, size_t max);
 
 /* Shortest of %.15g/%.16g/%.17g that reads back to the same double, with

@@ -8,19 +8,21 @@
  *   - curlx_guard: ^C and an absolute deadline, checked by an xferinfo
  *     callback (for any easy or multi transfer) and by curlx_perform(), a
  *     curl_easy_perform that wakes every 100 ms to look at the guard;
- *   - curlx_code(): CURLcode -> our short error codes;
+ *   - curlx_code(): CURLcode -> the error codes (include/rollout/host.h);
  *   - curlx_redact_url() / curlx_fail(): error messages that name the URL
  *     without userinfo, query or fragment (they may hold credentials).
  *
- * Error codes (the `code` of `nil, message, code`):
- *   "connect"   refused, unreachable, or the connection failed
- *   "resolve"   the host name did not resolve
- *   "timeout"   a timeout or the caller's deadline passed
- *   "tls"       TLS handshake or certificate verification failed
- *   "too_large" the body is over the caller's limit
- *   "invalid"   a malformed or unsupported URL
- *   "interrupted" ^C (callers normally raise instead, after cleanup)
- *   "other"     anything else (the message has curl's text)
+ * Error codes (the `code` of `nil, message, code, raw`; raw is "curl N",
+ * the CURLcode):
+ *   connect     refused, unreachable, the host name did not resolve, or
+ *               the connection failed
+ *   timeout     a timeout or the caller's deadline passed
+ *   tls         TLS handshake or certificate verification failed
+ *   too_large   the body is over the caller's limit
+ *   invalid     a malformed or unsupported URL
+ *   interrupted ^C (callers raise the interrupt sentinel instead, after
+ *               cleanup)
+ *   other       anything else (the message has curl's text)
  */
 #ifndef ROLLOUT_CURLX_H
 #define ROLLOUT_CURLX_H
@@ -29,6 +31,8 @@
 
 #include <curl/curl.h>
 #include <lua.h>
+
+#include "rollout/lib.h"
 
 /* curl_global_init(CURL_GLOBAL_DEFAULT) once; later calls return its result. */
 CURLcode curlx_init(void);
@@ -59,12 +63,8 @@ typedef struct curlx_guard {
 /* Looks at ^C and the deadline; records and returns the reason to stop. */
 int curlx_guard_check(curlx_guard *g);
 
-/* CURLOPT_XFERINFOFUNCTION: aborts the transfer (CURLE_ABORTED_BY_CALLBACK)
- * when curlx_guard_check says stop. clientp is a curlx_guard *. */
-int curlx_xferinfo(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
-                   curl_off_t ultotal, curl_off_t ulnow);
-
-/* Installs curlx_xferinfo with g (and turns progress reporting on). */
+/* Installs a progress callback (CURLOPT_XFERINFOFUNCTION) that aborts the
+ * transfer (CURLE_ABORTED_BY_CALLBACK) when curlx_guard_check(g) says stop. */
 void curlx_guard_attach(CURL *e, curlx_guard *g);
 
 /* Runs one transfer on a private multi handle, waking at least every
@@ -75,7 +75,7 @@ CURLcode curlx_perform(CURL *e, curlx_guard *g);
 
 /* The error code for a failed transfer. g may be NULL; too_large is true
  * when the caller's write callback refused the body for its size. */
-const char *curlx_code(CURLcode rc, const curlx_guard *g, int too_large);
+rollout_code curlx_code(CURLcode rc, const curlx_guard *g, int too_large);
 
 /* "scheme://host[:port]/path" of url, without userinfo, query and
  * fragment; "(invalid URL)" when curl cannot parse it. Always terminated. */
@@ -97,10 +97,12 @@ int curlx_is_token(const char *s);
  * secret). *list must be owned by a userdata, so a raise frees it. */
 void curlx_read_headers(lua_State *L, int idx, struct curl_slist **list);
 
-/* Pushes nil, message, code and returns 3. The message is
- * "<method> <redacted url>: <curl error text>" (errbuf when it is set,
- * else curl_easy_strerror). */
-int curlx_fail(lua_State *L, const char *method, const char *url, CURLcode rc,
-               const char *errbuf, const char *code);
+/* Pushes nil, message, code (curlx_code), raw ("curl N") and returns 4.
+ * The message is "<method> <redacted url>: <what>": for too_large with a
+ * limit ("16 MiB"), "the response is over the limit of <limit>"; else
+ * errbuf when it is set (and g's deadline did not stop the transfer), else
+ * curl_easy_strerror. g may be NULL. */
+int curlx_fail(lua_State *L, const char *method, const char *url, CURLcode rc, const char *errbuf,
+               const curlx_guard *g, int too_large, const char *limit);
 
 #endif

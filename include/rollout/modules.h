@@ -1,5 +1,7 @@
-/* The C bindings, one per runtime/<name>.c, each required as rollout.<name>.
- * Included with ROLLOUT_MODULE(name) defined; keep one line per module. */
+/* The C bindings, each required as rollout.<name>: runtime/bindings/<name>.c
+ * and runtime/proc/ in the binary, runtime/net/ in rollout-net.so (the host
+ * finds those by name there). Included with ROLLOUT_MODULE(name) defined;
+ * keep one line per module. */
 ROLLOUT_MODULE(sys)
 ROLLOUT_MODULE(weights)
 ROLLOUT_MODULE(time)
@@ -11,3 +13,4 @@ ROLLOUT_MODULE(probe)
 ROLLOUT_MODULE(yaml)
 ROLLOUT_MODULE(json)
 ROLLOUT_MODULE(http_session)
+ROLLOUT_MODULE(sock)

@@ -1,7 +1,7 @@
 /* The probe engine (Lua-free): many HTTP/1.1 requests on kept-alive
  * connections, each request classified into exactly one bucket — a version
- * or an error kind — with per-status counts and latencies. runtime/probe.c
- * is the Lua binding (rollout.probe) on top of it.
+ * or an error kind — with per-status counts and latencies.
+ * runtime/net/probe/probe.c is the Lua binding (rollout.probe) on top of it.
  *
  * Design (why not plain libcurl transfers): on a 2-CPU machine shared with
  * HAProxy and the backends, the client's CPU per request decides the
@@ -12,15 +12,17 @@
  * multi interface) — and the probe runs the HTTP/1.1 exchanges on those
  * connections itself: prebuilt request bytes sent with curl_easy_send, the
  * response read with curl_easy_recv and parsed incrementally by the strict
- * parser below (runtime/probe_http.c), driven by the probe's own epoll loop
- * (runtime/probe_conn.c).
+ * parser below (runtime/net/probe/http.c), driven by the probe's own epoll
+ * loop (runtime/net/probe/conn.c).
  *
- *   runtime/probe.c         the Lua binding: options, callbacks, the result
- *   runtime/probe_engine.c  probe_run: workers, threads, stop rules, tallying
- *   runtime/probe_conn.c    one worker's connections: connect, send, receive
- *   runtime/probe_http.c    request bytes and the HTTP/1.1 response parser
- *   runtime/probe_extract.c version extraction (JSON field, header)
- *   runtime/probe_tally.c   counts, latencies, samples, merging, percentiles
+ * runtime/net/probe/:
+ *   probe.c    the Lua binding: options, callbacks, the result
+ *   engine.c   probe_run: workers, threads, supervision, merging
+ *   conn.c     one worker's connections: connect, send, receive
+ *   rules.c    stop rules; how a finished request is counted
+ *   http.c     request bytes and the HTTP/1.1 response parser
+ *   extract.c  version extraction (JSON field, header)
+ *   tally.c    counts, latencies, samples, merging, percentiles
  */
 #ifndef ROLLOUT_PROBE_H
 #define ROLLOUT_PROBE_H
@@ -29,6 +31,8 @@
 #include <stdint.h>
 
 #include <curl/curl.h>
+
+#include "rollout/lib.h"
 
 #define PROBE_VERSION_MAX 255     /* bytes of a version name */
 #define PROBE_MAX_VERSIONS 1024   /* distinct versions per run */
@@ -154,7 +158,7 @@ typedef struct probe_result {
     double duration;         /* seconds from start to the end of the run */
 } probe_result;
 
-/* ---- runtime/probe_extract.c ---- */
+/* ---- runtime/net/probe/extract.c ---- */
 
 /* A version is 1..PROBE_VERSION_MAX bytes without control characters. */
 int probe_valid_version(const char *s, size_t len);
@@ -173,7 +177,7 @@ int probe_extract_header(const probe_config *cfg, const char *head, size_t len, 
  * header_name). Returns 0, or -1 with a message in err. */
 int probe_parse_extract(probe_config *cfg, const char *spec, char *err, size_t errlen);
 
-/* ---- runtime/probe_http.c ---- */
+/* ---- runtime/net/probe/http.c ---- */
 
 /* The bytes of the request cfg describes, sent unchanged on every
  * connection, as libcurl would write them for CURLOPT_URL/HTTPHEADER/
@@ -226,8 +230,7 @@ typedef struct probe_http {
     /* the body: kept when keep is set (at PROBE_HTTP_HEAD) */
     int keep;
     size_t body_max;
-    char *body;
-    size_t body_len, body_cap;
+    rbuf body;
     /* private */
     int state;
     int head_request;
@@ -253,7 +256,7 @@ int probe_http_eof(probe_http *p);
 
 void probe_http_free(probe_http *p);
 
-/* ---- runtime/probe_tally.c ---- */
+/* ---- runtime/net/probe/tally.c ---- */
 
 /* The index of version v in r (added on first sight); -1 when r already
  * holds PROBE_MAX_VERSIONS versions, -2 when out of memory. */
@@ -272,13 +275,6 @@ int probe_result_merge(probe_result *into, const probe_result *from);
 void probe_result_move(probe_result *into, probe_result *from);
 /* Sorts the latencies (for probe_percentile_ms / probe_vpercentile_ms). */
 void probe_result_sort(probe_result *res);
-
-/* ---- runtime/probe_engine.c ---- */
-
-/* Runs the probe. res must be zeroed by the caller; it is filled even on
- * failure (free it with probe_result_free). Returns res->status. */
-int probe_run(const probe_config *cfg, probe_result *res);
-
 void probe_result_free(probe_result *res);
 
 /* The nearest-rank percentile (0 < p <= 1) of the sorted latencies, in
@@ -288,5 +284,11 @@ double probe_percentile_ms(const probe_result *res, double p);
 double probe_vpercentile_ms(const probe_result *res, int idx, double p);
 /* The same over the served latencies of variant v. */
 double probe_variant_percentile_ms(const probe_result *res, int v, double p);
+
+/* ---- runtime/net/probe/engine.c ---- */
+
+/* Runs the probe. res must be zeroed by the caller; it is filled even on
+ * failure (free it with probe_result_free). Returns res->status. */
+int probe_run(const probe_config *cfg, probe_result *res);
 
 #endif

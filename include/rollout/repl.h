@@ -1,4 +1,4 @@
-/* The interactive REPL (runtime/repl.c; completion and printing in
+/* The interactive REPL (runtime/host/repl.c; completion and printing in
  * stdlib/rollout/repl.lua). */
 #ifndef ROLLOUT_REPL_H
 #define ROLLOUT_REPL_H

@@ -3,7 +3,7 @@
  *
  * Used to decide whether an observed traffic split matches the configured
  * weights, with a stated false-alarm rate, and to plan how many requests a
- * verification needs.  See "Verifying a split honestly" in DESIGN.md.
+ * verification needs.  See "Verdicts you can trust" in README.md.
  *
  * Conventions
  *   - Functions returning int return RS_OK (0) on success and a negative

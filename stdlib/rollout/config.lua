@@ -213,7 +213,7 @@ function config.load(service)
   local file = fs.join(dir, "service.yaml")
   local text, err, code = fs.read(file, { max = config.MAX_FILE })
   if not text then
-    if code == "ENOENT" then
+    if code == "not_found" then
       local known = config.services()
       errors.refuse(string.format("%s: no such file: service %q has no configuration in %s%s (services: %s)",
         file, service, config.deployments_dir(), require("rollout.cli").suggest(service, known),

@@ -43,7 +43,7 @@ end
 local function call(fn, value)
   local ok, text = pcall(fn, value)
   if ok then return type(text) == "string" and text or nil end
-  if type(text) == "string" and text:find("interrupted", 1, true) then error(text, 0) end -- ^C goes on up
+  if require("rollout.errors").is_interrupt(text) then error(text, 0) end -- ^C goes on up
   return nil
 end
 

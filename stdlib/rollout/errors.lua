@@ -58,16 +58,21 @@ function errors.message(e)
   return tostring(e)
 end
 
+--- The error a ^C raises: one value (the host's sentinel, sys.INTERRUPTED),
+-- recognised by identity, never by the word in a message. It prints as
+-- "interrupted"; e.message and e.code are "interrupted" too.
+errors.INTERRUPTED = require("rollout.sys").INTERRUPTED
+
 --- True when `e` is the error a ^C raises.
 function errors.is_interrupt(e)
-  return type(e) == "string" and e:find("interrupted", 1, true) ~= nil
+  return rawequal(e, errors.INTERRUPTED)
 end
 
 --- Runs f(...) and returns true, results... or false, error (like pcall) but
--- lets "interrupted" (^C) through: a ^C must end the program.
+-- lets ^C through: a ^C must end the program.
 function errors.pcall(f, ...)
   local res = table.pack(pcall(f, ...))
-  if not res[1] and type(res[2]) == "string" and res[2]:find("interrupted", 1, true) then
+  if not res[1] and errors.is_interrupt(res[2]) then
     error(res[2], 0)
   end
   return table.unpack(res, 1, res.n)
@@ -76,7 +81,7 @@ end
 --- An xpcall handler: our errors and ^C pass as they are; anything else (a
 -- bug) gets its traceback, so re-raising it elsewhere keeps the place.
 function errors.traceback(e)
-  if errors.is(e) or (type(e) == "string" and e:find("interrupted", 1, true)) then return e end
+  if errors.is(e) or errors.is_interrupt(e) then return e end
   if type(e) ~= "string" then return e end
   return debug.traceback(e, 2)
 end

@@ -250,24 +250,24 @@ local PENDING_TEXT = "another operation (install/upgrade/rollback) is in progres
 -- Runs argv. -> stdout | nil, message, code, raw. `tmp` (or nil) is a
 -- to-be-closed holder the caller releases.
 local function run(h)
-  local r, err, code = proc.run { argv = h.argv, env = h.env, timeout = h.timeout + h.margin }
+  local r, err, code, raw = proc.run { argv = h.argv, env = h.env, timeout = h.timeout + h.margin }
   if not r then
     if code == "timeout" then
       return nil, string.format("%s did not finish within %ss (timeout %ss + margin %ss): helm was stopped", h.what,
         fmt_seconds(h.timeout + h.margin), fmt_seconds(h.timeout), fmt_seconds(h.margin)), "timeout", "timeout"
     end
-    if code == "ENOENT" or code == "EACCES" or code == "ENOTDIR" or code == "ENOEXEC" then
+    if raw == "ENOENT" or raw == "EACCES" or raw == "ENOTDIR" or raw == "ENOEXEC" then
       if not h.bin_from then
-        return nil, "helm is not installed (looked for it on PATH): see " .. INSTALL_URL, "not_found", code
+        return nil, "helm is not installed (looked for it on PATH): see " .. INSTALL_URL, "not_found", raw
       end
       if not h.bin:find("/", 1, true) then
         return nil, string.format("helm is not installed (looked for '%s' on PATH, from %s): see %s", h.bin,
-          h.bin_from, INSTALL_URL), "not_found", code
+          h.bin_from, INSTALL_URL), "not_found", raw
       end
       return nil, string.format("helm is not installed at '%s' (from %s): %s; see %s", h.bin, h.bin_from,
-        tostring(err or code), INSTALL_URL), "not_found", code
+        tostring(err or raw), INSTALL_URL), "not_found", raw
     end
-    return nil, string.format("%s: %s", h.what, tostring(err or "cannot run helm")), "failed", code
+    return nil, string.format("%s: %s", h.what, tostring(err or "cannot run helm")), "failed", raw
   end
   if r.status ~= 0 then
     local text = helm.error_text(r.stderr or "")
@@ -343,12 +343,12 @@ local function values_file(text)
     if self.file then fs.remove(self.file) end
     if self.dir then fs.remove(self.dir) end
   end })
-  local dir, err, code = fs.mkdtemp(base .. "/rollout-helm-") -- mode 0700 (mkdtemp(3))
-  if not dir then return holder, err, code end
+  local dir, err, code, raw = fs.mkdtemp(base .. "/rollout-helm-") -- mode 0700 (mkdtemp(3))
+  if not dir then return holder, err, code, raw end
   holder.dir = dir
   local file = dir .. "/values.json"
-  local ok, werr, wcode = fs.write_atomic(file, text, { mode = tonumber("600", 8), fsync = false })
-  if not ok then return holder, werr, wcode end
+  local ok, werr, wcode, wraw = fs.write_atomic(file, text, { mode = tonumber("600", 8), fsync = false })
+  if not ok then return holder, werr, wcode, wraw end
   holder.file = file
   return holder
 end
@@ -385,14 +385,14 @@ function helm.install(opts)
   timeout_flag(h)
   arg(h, "--output=json")
   kube_flags(h)
-  local holder, werr, wcode
-  if text then holder, werr, wcode = values_file(text) end
+  local holder, werr, wcode, wraw
+  if text then holder, werr, wcode, wraw = values_file(text) end
   local tmp <close> = holder
   if werr then
     local base = os.getenv("TMPDIR")
     return nil, string.format("helm.install: cannot write the values file in %s: %s",
       (base and base ~= "") and base or "/tmp", tostring(werr):match(": ([^:]+)$") or tostring(werr)),
-      require("rollout.k8s.status").errno_code(wcode), wcode
+      wcode, wraw
   end
   if tmp then arg(h, "--values=" .. tmp.file) end
   local out, err, code, raw = run(h)

@@ -1,5 +1,5 @@
 --- rollout.repl: what the interactive REPL prints and completes.
--- runtime/repl.c owns the terminal, the history and the evaluation; it calls
+-- runtime/host/repl.c owns the terminal, the history and the evaluation; it calls
 --   repl.show(...)            -> the line printed for a chunk's results
 --   repl.tab(line, width)     -> text to insert at the cursor, or a listing
 -- Both are plain functions, usable (and tested) without a terminal:
@@ -56,7 +56,7 @@ local function is_null(v)
 end
 
 local function is_interrupt(err)
-  return type(err) == "string" and err:find("interrupted", 1, true) ~= nil
+  return require("rollout.errors").is_interrupt(err)
 end
 
 -- rollout.display, loaded on first use (nil when it cannot load: values

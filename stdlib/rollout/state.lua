@@ -20,10 +20,10 @@ state.MAX_FILE = 16 * 1024 * 1024
 --- Reads a JSON state file; a missing file gives `default` (or nil). A
 -- symbolic link or a non-regular file there is refused (exit 2).
 function state.read(path, default)
-  local text, err, code = fs.read(path, { nofollow = true, max = state.MAX_FILE })
+  local text, err, code, raw = fs.read(path, { nofollow = true, max = state.MAX_FILE })
   if not text then
-    if code == "ENOENT" then return default end
-    if code == "ELOOP" or code == "EINVAL" then
+    if code == "not_found" then return default end
+    if raw == "ELOOP" or raw == "EINVAL" then -- a symbolic link, a special file
       errors.refuse(string.format("state file %s; rollout does not follow links or read special files in its " ..
         "state directory: remove it", err), { code = "invalid" })
     end
@@ -135,7 +135,7 @@ function state.check_dir(dir)
   local me = require("rollout.sys").euid()
   local top, err, code = fs.stat(dir)
   if not top then
-    if code == "ENOENT" then return true end
+    if code == "not_found" then return true end
     errors.fail("cannot inspect the state directory " .. err)
   end
   if top.type == "link" then

@@ -59,7 +59,7 @@ end
 function traffic.load(path)
   local text, err, code = fs.read(path, { max = 1024 * 1024 })
   if not text then
-    if code == "ENOENT" then return {}, nil end
+    if code == "not_found" then return {}, nil end
     errors.refuse(err, { file = path })
   end
   return traffic.parse(text, path), text

@@ -1,7 +1,7 @@
 /* The Lua-free parts of the probe: extract specs, JSON and header
  * extraction, version validity, tallies, merging and percentiles
- * (runtime/probe_extract.c, runtime/probe_tally.c), the request bytes and
- * the HTTP/1.x response parser (runtime/probe_http.c). */
+ * (runtime/net/probe/extract.c, runtime/net/probe/tally.c), the request bytes and
+ * the HTTP/1.x response parser (runtime/net/probe/http.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -202,7 +202,7 @@ typedef struct feed_result {
     size_t left;     /* bytes given but not part of the response */
 } feed_result;
 
-/* Feeds data in pieces of step bytes the way runtime/probe_conn.c does:
+/* Feeds data in pieces of step bytes the way runtime/net/probe/conn.c does:
  * unconsumed bytes are kept and given again with the next piece. */
 static feed_result feed(probe_http *p, const char *data, size_t len, size_t step)
 {
@@ -255,10 +255,10 @@ static feed_result parse(probe_http *p, const char *resp, int head_request, int 
     probe_http_begin(p, head_request, max);
     p->keep = keep;
     a = feed(p, resp, len, len);
-    body1 = p->body_len ? malloc(p->body_len) : NULL;
-    blen1 = p->body_len;
+    body1 = p->body.len ? malloc(p->body.len) : NULL;
+    blen1 = p->body.len;
     if (blen1)
-        memcpy(body1, p->body, blen1);
+        memcpy(body1, p->body.p, blen1);
     probe_http_begin(p, head_request, max);
     p->keep = keep;
     b = feed(p, resp, len, 1);
@@ -267,9 +267,9 @@ static feed_result parse(probe_http *p, const char *resp, int head_request, int 
     assert_string_equal(a.head, b.head);
     if (a.ev == PROBE_HTTP_DONE) { /* what was left and kept */
         assert_int_equal(a.left, b.left);
-        assert_int_equal(blen1, p->body_len);
+        assert_int_equal(blen1, p->body.len);
         if (blen1)
-            assert_memory_equal(body1, p->body, blen1);
+            assert_memory_equal(body1, p->body.p, blen1);
     }
     free(body1);
     return a;
@@ -292,23 +292,23 @@ static void http_content_length(void **state)
     assert_int_equal(p.close, 0);
     assert_int_equal(r.left, 0);
     assert_string_equal(r.head, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n");
-    assert_int_equal(p.body_len, 16);
-    assert_memory_equal(p.body, "{\"version\":\"v1\"}", 16);
+    assert_int_equal(p.body.len, 16);
+    assert_memory_equal(p.body.p, "{\"version\":\"v1\"}", 16);
 
     /* not kept when not asked; bytes after the response are left over */
     r = parse(&p, "HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1", 0, 0, PROBE_BODY_MAX);
     assert_int_equal(r.ev, PROBE_HTTP_DONE);
     assert_int_equal(p.status, 404);
-    assert_int_equal(p.body_len, 0);
+    assert_int_equal(p.body.len, 0);
     assert_int_equal(r.left, 8);
 
     /* an empty body, identical repeated lengths, no reason phrase */
     r = parse(&p, "HTTP/1.1 200\r\nContent-Length: 0\r\ncontent-length: 0\r\n\r\n", 0, 1, PROBE_BODY_MAX);
     assert_int_equal(r.ev, PROBE_HTTP_DONE);
     assert_int_equal(p.status, 200);
-    assert_int_equal(p.body_len, 0);
+    assert_int_equal(p.body.len, 0);
     probe_http_free(&p);
-    assert_null(p.body);
+    assert_null(p.body.p);
 }
 
 static void http_chunked(void **state)
@@ -327,8 +327,8 @@ static void http_chunked(void **state)
     assert_int_equal(p.framing, PROBE_BODY_CHUNKED);
     assert_int_equal(p.close, 0);
     assert_int_equal(r.left, 0);
-    assert_int_equal(p.body_len, 16);
-    assert_memory_equal(p.body, "{\"version\":\"v2\"}", 16);
+    assert_int_equal(p.body.len, 16);
+    assert_memory_equal(p.body.p, "{\"version\":\"v2\"}", 16);
 
     /* bare LF line ends everywhere; upper-case hex; gzip, chunked */
     r = parse(&p,
@@ -336,15 +336,15 @@ static void http_chunked(void **state)
               "A\n0123456789\n1\nx\n0\n\n",
               0, 1, PROBE_BODY_MAX);
     assert_int_equal(r.ev, PROBE_HTTP_DONE);
-    assert_int_equal(p.body_len, 11);
-    assert_memory_equal(p.body, "0123456789x", 11);
+    assert_int_equal(p.body.len, 11);
+    assert_memory_equal(p.body.p, "0123456789x", 11);
 
     /* Transfer-Encoding wins over Content-Length, and the connection is not reused */
     r = parse(&p, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
               0, 1, PROBE_BODY_MAX);
     assert_int_equal(r.ev, PROBE_HTTP_DONE);
     assert_int_equal(p.close, 1);
-    assert_int_equal(p.body_len, 2);
+    assert_int_equal(p.body.len, 2);
 
     /* a partial chunked body is not a response */
     probe_http_begin(&p, 0, PROBE_BODY_MAX);
@@ -370,7 +370,7 @@ static void http_close_and_versions(void **state)
     assert_int_equal(p.minor, 0);
     assert_int_equal(p.close, 1);
     assert_int_equal(probe_http_eof(&p), PROBE_HTTP_DONE);
-    assert_int_equal(p.body_len, 16);
+    assert_int_equal(p.body.len, 16);
 
     /* HTTP/1.0 keep-alive with a length */
     r = parse(&p, "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\nok", 0, 1, PROBE_BODY_MAX);
@@ -422,13 +422,13 @@ static void http_bodiless_and_interim(void **state)
     assert_int_equal(r.heads, 1);
     assert_int_equal(p.status, 200);
     assert_string_equal(r.head, "HTTP/1.1 200 OK\r\nX-Version: v3\r\nContent-Length: 2\r\n\r\n");
-    assert_memory_equal(p.body, "ok", 2);
+    assert_memory_equal(p.body.p, "ok", 2);
     /* obs-fold: accepted (a Connection fold counts) */
     r = parse(&p, "HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nConnection: x,\r\n\tclose\r\nContent-Length: 2\r\n\r\nok",
               0, 1, PROBE_BODY_MAX);
     assert_int_equal(r.ev, PROBE_HTTP_DONE);
     assert_int_equal(p.close, 1);
-    assert_memory_equal(p.body, "ok", 2);
+    assert_memory_equal(p.body.p, "ok", 2);
     /* 101 is final and ends the connection's HTTP */
     r = parse(&p, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", 0, 1, PROBE_BODY_MAX);
     assert_int_equal(r.ev, PROBE_HTTP_DONE);
@@ -445,10 +445,10 @@ static void http_body_cap(void **state)
     memset(&p, 0, sizeof p);
     r = parse(&p, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", 0, 1, 10);
     assert_int_equal(r.ev, PROBE_HTTP_DONE);
-    assert_int_equal(p.body_len, 10);
+    assert_int_equal(p.body.len, 10);
     r = parse(&p, "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n0123456789a", 0, 1, 10);
     assert_int_equal(r.ev, PROBE_HTTP_OVER);
-    assert_true(p.body_len <= 10);
+    assert_true(p.body.len <= 10);
     r = parse(&p, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\n012345\r\n6\r\n6789ab\r\n0\r\n\r\n", 0, 1,
               10);
     assert_int_equal(r.ev, PROBE_HTTP_OVER);
@@ -457,7 +457,7 @@ static void http_body_cap(void **state)
     /* a body that is not kept has no cap */
     r = parse(&p, "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n0123456789a", 0, 0, 10);
     assert_int_equal(r.ev, PROBE_HTTP_DONE);
-    assert_int_equal(p.body_len, 0);
+    assert_int_equal(p.body.len, 0);
     probe_http_free(&p);
 }
 

@@ -1,4 +1,4 @@
-/* libFuzzer harness: rollout.json (runtime/json.c): decode, encode of what decoded, decode again.
+/* libFuzzer harness: rollout.json (runtime/bindings/json.c): decode, encode of what decoded, decode again.
  * The checks are in tests/fuzz/json.lua; see tests/fuzz/fuzz_lua.h. */
 #include "fuzz_lua.h"
 

@@ -70,7 +70,7 @@ static int setup(lua_State *S)
     luaL_openlibs(S);
     rollout_host_open(S, &opts);
     /* the source tree: the stdlib's parent (build-fuzz/ is next to stdlib/) */
-    lua_getfield(S, LUA_REGISTRYINDEX, rollout_key_stdlib);
+    lua_getfield(S, LUA_REGISTRYINDEX, ROLLOUT_KEY_STDLIB);
     stdlib = lua_tostring(S, -1);
     if (stdlib == NULL)
         return luaL_error(S, "the stdlib was not found next to %s", argv0);

@@ -1,13 +1,13 @@
 /* libFuzzer harness: the probe's incremental HTTP/1.x response parser
- * (runtime/probe_http.c, probe_http_feed/probe_http_eof) and the version
- * extraction that reads what it parsed (runtime/probe_extract.c).
+ * (runtime/net/probe/http.c, probe_http_feed/probe_http_eof) and the version
+ * extraction that reads what it parsed (runtime/net/probe/extract.c).
  *
  * Input: byte 0 = flags, byte 1 = seed of the split points, the rest = the
  * bytes a server sent. flags: bit 0 the request was HEAD, bit 1 keep the
  * body, bits 2-3 body_max (16, 1024, PROBE_BODY_MAX, 0), bits 5-7 the
  * largest piece of the random split (2 << n bytes).
  *
- * The response is fed three ways the way runtime/probe_conn.c feeds it
+ * The response is fed three ways the way runtime/net/probe/conn.c feeds it
  * (unconsumed bytes are given again with the next bytes after them): all
  * at once, one byte at a time, and in pieces of random sizes. Each call
  * sees only the bytes received so far: the rest of the buffer is poisoned,
@@ -104,7 +104,7 @@ static outcome run(const char *stream, size_t len, int head_request, int keep, s
         if (piece > len - arrived)
             piece = len - arrived;
         arrived += piece;
-        for (;;) { /* what probe_conn.c's slot_parse does with what arrived */
+        for (;;) { /* what runtime/net/probe/conn.c's slot_parse does with what arrived */
             size_t have = arrived - consumed, used = (size_t)-1;
             ASAN_POISON_MEMORY_REGION(stream + arrived, len - arrived);
             ev = probe_http_feed(&p, stream + consumed, have, &used);
@@ -146,26 +146,26 @@ static outcome run(const char *stream, size_t len, int head_request, int keep, s
             CHECK(after == p.length, "%zu bytes taken for Content-Length %llu", after,
                   (unsigned long long)p.length);
         if (keep && p.framing == PROBE_BODY_LENGTH)
-            CHECK(p.body_len == p.length, "kept %zu bytes of a %llu-byte body", p.body_len,
+            CHECK(p.body.len == p.length, "kept %zu bytes of a %llu-byte body", p.body.len,
                   (unsigned long long)p.length);
         if (p.framing == PROBE_BODY_CHUNKED)
-            CHECK(p.body_len < after, "kept %zu body bytes of %zu chunked bytes", p.body_len, after);
+            CHECK(p.body.len < after, "kept %zu body bytes of %zu chunked bytes", p.body.len, after);
     }
     if (o.eof_ev == PROBE_HTTP_DONE && keep && p.framing == PROBE_BODY_CLOSE)
-        CHECK(p.body_len == len - head_end, "kept %zu of %zu bytes before the close", p.body_len, len - head_end);
+        CHECK(p.body.len == len - head_end, "kept %zu of %zu bytes before the close", p.body.len, len - head_end);
     if (o.eof_ev == PROBE_HTTP_DONE && p.framing != PROBE_BODY_CLOSE)
         CHECK(p.framing == PROBE_BODY_NONE, "eof completed a response framed %d", p.framing);
     if (o.ev == PROBE_HTTP_OVER)
         CHECK(keep, "OVER without keeping the body");
-    CHECK(keep || p.body_len == 0, "a body kept when not asked");
-    CHECK(p.body_len <= body_max, "kept %zu bytes, body_max %zu", p.body_len, body_max);
+    CHECK(keep || p.body.len == 0, "a body kept when not asked");
+    CHECK(p.body.len <= body_max, "kept %zu bytes, body_max %zu", p.body.len, body_max);
     o.status = p.status;
     o.minor = p.minor;
     o.close = p.close;
     o.framing = p.framing;
     o.length = p.length;
-    o.body_len = p.body_len;
-    o.body = p.body; /* owned by o now */
+    o.body_len = p.body.len;
+    o.body = p.body.p; /* owned by o now */
     return o;
 }
 

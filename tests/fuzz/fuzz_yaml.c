@@ -1,4 +1,4 @@
-/* libFuzzer harness: rollout.yaml (runtime/yaml.c): load with positions, load_all, dump and load again.
+/* libFuzzer harness: rollout.yaml (runtime/bindings/yaml.c): load with positions, load_all, dump and load again.
  * The checks are in tests/fuzz/yaml.lua; see tests/fuzz/fuzz_lua.h. */
 #include "fuzz_lua.h"
 

@@ -1,4 +1,4 @@
---- Fuzz check for rollout.json (runtime/json.c): decode, and encode of
+--- Fuzz check for rollout.json (runtime/bindings/json.c): decode, and encode of
 -- what decoded; decode(encode(x)) must equal x (kinds, integers vs floats,
 -- the markers of empty tables), in compact and pretty form.
 local json = require "rollout.json"

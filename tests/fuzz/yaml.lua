@@ -1,4 +1,4 @@
---- Fuzz check for rollout.yaml (runtime/yaml.c): load with positions,
+--- Fuzz check for rollout.yaml (runtime/bindings/yaml.c): load with positions,
 -- load_all, dump of what loaded; the round trip must load again, equal.
 local yaml = require "rollout.yaml"
 local F = require "fuzz_common"

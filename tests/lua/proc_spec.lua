@@ -136,40 +136,45 @@ describe("proc.run", function()
     local dir = fs.join(tmp, "bin")
     assert(fs.mkdir_p(dir))
     assert(fs.write_atomic(fs.join(dir, "hello-rollout"), "#!/bin/sh\necho hello from $0\n", { mode = 493 }))
-    local r, msg, code = proc.run { argv = { "hello-rollout" } }
+    local r, msg, code, raw = proc.run { argv = { "hello-rollout" } }
     assert.is_nil(r)
-    assert.equal("ENOENT", code)
+    assert.equal("not_found", code)
+    assert.equal("ENOENT", raw)
     r = assert(proc.run { argv = { "hello-rollout" }, env = { PATH = dir .. ":/usr/bin:/bin" } })
     assert.equal("hello from " .. dir .. "/hello-rollout\n", r.stdout)
   end)
 
   it("reports exec failures accurately and leaves no child behind", function()
     local before = children()
-    local r, msg, code = proc.run { argv = { "no-such-program-rollout" } }
+    local r, msg, code, raw = proc.run { argv = { "no-such-program-rollout" } }
     assert.is_nil(r)
     assert.equal("cannot run 'no-such-program-rollout': No such file or directory", msg)
-    assert.equal("ENOENT", code)
-    r, msg, code = proc.run { argv = { "/nonexistent/program" } }
+    assert.equal("not_found", code)
+    assert.equal("ENOENT", raw)
+    r, msg, code, raw = proc.run { argv = { "/nonexistent/program" } }
     assert.is_nil(r)
     assert.equal("cannot run '/nonexistent/program': No such file or directory", msg)
-    assert.equal("ENOENT", code)
+    assert.equal("not_found", code)
+    assert.equal("ENOENT", raw)
     local plain = fs.join(tmp, "not-executable")
     assert(fs.write_atomic(plain, "echo hi\n", { mode = 420 }))
-    r, msg, code = proc.run { argv = { plain } }
+    r, msg, code, raw = proc.run { argv = { plain } }
     assert.is_nil(r)
     assert.equal("cannot run '" .. plain .. "': Permission denied", msg)
-    assert.equal("EACCES", code)
-    r, msg, code = proc.run { argv = { "true" }, cwd = fs.join(tmp, "missing") }
+    assert.equal("forbidden", code)
+    assert.equal("EACCES", raw)
+    r, msg, code, raw = proc.run { argv = { "true" }, cwd = fs.join(tmp, "missing") }
     assert.is_nil(r)
     assert.matches("cannot change directory to '.*missing': No such file or directory", msg)
-    assert.equal("ENOENT", code)
+    assert.equal("not_found", code)
+    assert.equal("ENOENT", raw)
     assert.same({}, new_children(before))
   end)
 
   it("kills the whole process group on timeout and reaps it", function()
     local before = children()
     local t0 = time.now()
-    local r, msg, code, partial = proc.run {
+    local r, msg, code, raw, partial = proc.run {
       argv = { "sh", "-c", "sleep 100 & echo $$ $!; wait" }, timeout = 0.5 }
     local elapsed = time.now() - t0
     assert.is_nil(r)
@@ -188,7 +193,7 @@ describe("proc.run", function()
 
   it("ends a group that ignores SIGTERM with SIGKILL after the grace", function()
     local t0 = time.now()
-    local r, _, code, partial = proc.run {
+    local r, _, code, raw, partial = proc.run {
       argv = { "sh", "-c", "trap '' TERM; sleep 100 & echo $!; wait" }, timeout = 0.3 }
     local elapsed = time.now() - t0
     assert.is_nil(r)
@@ -251,24 +256,28 @@ describe("proc.spawn", function()
   end)
 
   it("reports exec failures like run", function()
-    local r, msg, code = proc.spawn { argv = { "no-such-program-rollout" } }
+    local r, msg, code, raw = proc.spawn { argv = { "no-such-program-rollout" } }
     assert.is_nil(r)
     assert.equal("cannot run 'no-such-program-rollout': No such file or directory", msg)
-    assert.equal("ENOENT", code)
+    assert.equal("not_found", code)
+    assert.equal("ENOENT", raw)
     local plain = fs.join(tmp, "plain-file")
     assert(fs.write_atomic(plain, "x", { mode = 420 }))
     local pidfile = fs.join(tmp, "never.pid")
-    r, msg, code = proc.spawn { argv = { plain }, pidfile = pidfile }
+    r, msg, code, raw = proc.spawn { argv = { plain }, pidfile = pidfile }
     assert.is_nil(r)
-    assert.equal("EACCES", code)
+    assert.equal("forbidden", code)
+    assert.equal("EACCES", raw)
     assert.matches("Permission denied", msg)
     assert.is_false(fs.exists(pidfile))
-    r, msg, code = proc.spawn { argv = { "true" }, cwd = fs.join(tmp, "missing") }
+    r, msg, code, raw = proc.spawn { argv = { "true" }, cwd = fs.join(tmp, "missing") }
     assert.is_nil(r)
-    assert.equal("ENOENT", code)
-    r, msg, code = proc.spawn { argv = { "true" }, log = fs.join(tmp, "missing", "x.log") }
+    assert.equal("not_found", code)
+    assert.equal("ENOENT", raw)
+    r, msg, code, raw = proc.spawn { argv = { "true" }, log = fs.join(tmp, "missing", "x.log") }
     assert.is_nil(r)
-    assert.equal("ENOENT", code)
+    assert.equal("not_found", code)
+    assert.equal("ENOENT", raw)
     assert.matches("log", msg)
   end)
 
@@ -277,16 +286,18 @@ describe("proc.spawn", function()
     assert(fs.write_atomic(victim, "precious\n"))
     local link = fs.join(tmp, "planted.log")
     assert.equal(0, proc.run { argv = { "ln", "-s", victim, link } }.status)
-    local r, msg, code = proc.spawn { argv = { "sh", "-c", "echo overwritten" }, log = link }
+    local r, msg, code, raw = proc.spawn { argv = { "sh", "-c", "echo overwritten" }, log = link }
     assert.is_nil(r)
-    assert.equal("ELOOP", code)
+    assert.equal("invalid", code)
+    assert.equal("ELOOP", raw)
     assert.equal("cannot open the log '" .. link .. "': it is a symbolic link (rollout does not follow links there)", msg)
     assert.equal("precious\n", fs.read(victim))
     local fifo = fs.join(tmp, "fifo.log")
     assert.equal(0, proc.run { argv = { "mkfifo", fifo } }.status)
-    r, msg, code = proc.spawn { argv = { "true" }, log = fifo }
+    r, msg, code, raw = proc.spawn { argv = { "true" }, log = fifo }
     assert.is_nil(r)
-    assert.equal("EINVAL", code)
+    assert.equal("invalid", code)
+    assert.equal("EINVAL", raw)
     assert.matches("not a regular file", msg)
   end)
 
@@ -319,9 +330,10 @@ describe("proc.alive, kill, stop", function()
     assert.equal("Z", state)
     assert.is_false(proc.alive(zpid))
     assert.is_true(proc.alive(holder))
-    local ok, _, code = proc.kill(zpid, 0)
+    local ok, _, code, raw = proc.kill(zpid, 0)
     assert.is_nil(ok)
-    assert.equal("ESRCH", code)
+    assert.equal("not_found", code)
+    assert.equal("ESRCH", raw)
   end)
 
   it("kill: signals by name or number; ESRCH when gone; refuses pid <= 0", function()
@@ -329,9 +341,10 @@ describe("proc.alive, kill, stop", function()
     finally(stop_all)
     local r = assert(proc.run { argv = { "sh", "-c", "echo $$" } })
     local dead = math.tointeger(r.stdout:match("%d+"))
-    local ok, msg, code = proc.kill(dead, "TERM")
+    local ok, msg, code, raw = proc.kill(dead, "TERM")
     assert.is_nil(ok)
-    assert.equal("ESRCH", code)
+    assert.equal("not_found", code)
+    assert.equal("ESRCH", raw)
     assert.matches("No such process", msg)
     local pid = assert(proc.spawn { argv = { "sleep", "30" } })
     track(pid)

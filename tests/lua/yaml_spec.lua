@@ -7,7 +7,7 @@ local same, assert_same, kind = check.same, check.assert_same, check.kind
 local null = yaml.null
 
 local function refused(text, opts)
-  local v, msg, code = yaml.load(text, opts)
+  local v, msg, code, raw = yaml.load(text, opts)
   assert.is_nil(v)
   assert.equal("invalid", code)
   assert.is_string(msg)
@@ -267,7 +267,7 @@ z:
       end
       local doc = table.concat(lines, "\n") .. "\n"
       local t0 = os.clock()
-      local v, msg, code = yaml.load(doc)
+      local v, msg, code, raw = yaml.load(doc)
       local took = os.clock() - t0
       assert.is_nil(v)
       assert.equal("invalid", code)
@@ -489,7 +489,7 @@ z:
       f = assert(io.open(path, "w"))
       f:write "a: [1\n"
       f:close()
-      local v, msg, code = yaml.load_file(path)
+      local v, msg, code, raw = yaml.load_file(path)
       assert.is_nil(v)
       assert.equal(path .. ":2:1: did not find expected ',' or ']' (while parsing a flow sequence at line 1, column 4)", msg)
       assert.equal("invalid", code)
@@ -501,24 +501,26 @@ z:
       f:close()
       v, pos = yaml.load_file(path, { positions = true })
       assert.same({ line = 1, col = 5 }, pos[v.a].at[1])
-      v, msg, code = yaml.load_file(path, { max_size = 3 })
+      v, msg, code, raw = yaml.load_file(path, { max_size = 3 })
       assert.is_nil(v)
       assert.equal(path .. ": input is larger than 3 bytes (max_size)", msg)
       assert.equal("invalid", code)
     end)
 
     it("returns ENOENT for a missing file", function()
-      local v, msg, code = yaml.load_file "/nonexistent/TRAFFIC.yaml"
+      local v, msg, code, raw = yaml.load_file "/nonexistent/TRAFFIC.yaml"
       assert.is_nil(v)
       assert.equal("/nonexistent/TRAFFIC.yaml: No such file or directory", msg)
-      assert.equal("ENOENT", code)
+      assert.equal("not_found", code)
+      assert.equal("ENOENT", raw)
     end)
 
     it("returns EISDIR for a directory", function()
-      local v, msg, code = yaml.load_file "/"
+      local v, msg, code, raw = yaml.load_file "/"
       assert.is_nil(v)
       assert.equal("/: Is a directory", msg)
-      assert.equal("EISDIR", code)
+      assert.equal("invalid", code)
+      assert.equal("EISDIR", raw)
     end)
   end)
 

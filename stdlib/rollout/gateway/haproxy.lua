@@ -12,7 +12,7 @@
 -- server-state file).
 local fs = require "rollout.fs"
 local proc = require "rollout.proc"
-local http = require "rollout.http"
+local sock = require "rollout.sock"
 local time = require "rollout.time"
 local errors = require "rollout.errors"
 
@@ -55,7 +55,7 @@ function Gateway:exporter_port()
   if not ok then errors.fail("cannot create " .. self.dir .. ": " .. err) end
   port = math.tointeger(tonumber(os.getenv("ROLLOUT_EXPORTER_PORT") or ""))
   if port and (port < 1 or port > 65535) then errors.refuse("ROLLOUT_EXPORTER_PORT must be a port (1-65535)") end
-  if not port then port, err = http.free_port() end
+  if not port then port, err = sock.free_port() end
   if not port then errors.fail("no free port for the gateway's metrics exporter: " .. tostring(err)) end
   fs.write_atomic(self.exporter_file, tostring(math.tointeger(port)) .. "\n", { mode = tonumber("644", 8) })
   return math.tointeger(port)
@@ -282,7 +282,7 @@ end
 --- Sends a command to the master socket (HAProxy's master CLI). Returns the
 -- reply or nil, message.
 function Gateway:master_cli(command, timeout)
-  return http.unix_exchange(self.master_sock, command .. "\n", timeout or 5)
+  return sock.exchange(self.master_sock, command .. "\n", timeout or 5)
 end
 
 --- The master the master socket answers for, or nil.
@@ -300,7 +300,7 @@ end
 -- else in /proc (never guessed: a second master would be started beside a
 -- running one), and the pid file is written back (self.found says so).
 function Gateway:pid()
-  local text, _, code = fs.read(self.pidfile, { nofollow = true, max = 64 })
+  local text, _, _, raw = fs.read(self.pidfile, { nofollow = true, max = 64 })
   local named = text and math.tointeger(tonumber(text:match("^%s*(%d+)%s*$") or ""))
   if named and self:is_master(named) then return named end
   local found, how = self:socket_master(), "the master socket"
@@ -314,7 +314,7 @@ function Gateway:pid()
   end
   if not found then return nil end
   local was = named and string.format("named pid %d, which is not its master", named)
-    or (text and "was corrupt") or (code == "ELOOP" and "was a symbolic link") or "was missing"
+    or (text and "was corrupt") or (raw == "ELOOP" and "was a symbolic link") or "was missing"
   fs.write_atomic(self.pidfile, found .. "\n", { mode = tonumber("600", 8) })
   self.found = string.format("the gateway's pid file %s: found its master (pid %d) through %s and wrote it back",
     was, found, how)
@@ -383,7 +383,7 @@ end
 --- Sends commands to the admin socket (one connection, ';'-separated).
 -- Returns the reply or nil, message.
 function Gateway:admin(command, timeout)
-  local reply, err = http.unix_exchange(self.admin_sock, command .. "\n", timeout or 5)
+  local reply, err = sock.exchange(self.admin_sock, command .. "\n", timeout or 5)
   if not reply then return nil, err end
   return reply
 end

@@ -50,7 +50,6 @@ local fs = require "rollout.fs"
 local yaml = require "rollout.yaml"
 local json = require "rollout.json"
 local util = require "rollout.k8s.util"
-local status = require "rollout.k8s.status"
 
 local config = {}
 
@@ -81,10 +80,10 @@ end
 
 -- Reads and parses one kubeconfig. -> table | nil (missing) | false, msg, code, raw
 local function load_file(path)
-  local text, err, code = fs.read(path)
+  local text, err, code, raw = fs.read(path)
   if not text then
-    if code == "ENOENT" then return nil end
-    return false, "kubeconfig " .. tostring(err), status.errno_code(code), code
+    if raw == "ENOENT" then return nil end
+    return false, "kubeconfig " .. tostring(err), code, raw
   end
   if #text > MAX_FILE then return false, "kubeconfig " .. path .. ": over 16 MiB", "too_large" end
   local doc, perr = yaml.load(text, { name = path })
@@ -206,9 +205,9 @@ local function pem_field(t, owner, file_field, data_field, kind, dir)
   end
   if file and file ~= "" then
     local path = resolve_path(dir, file)
-    local text, rerr, code = fs.read(path)
+    local text, rerr, code, raw = fs.read(path)
     if not text then
-      return false, owner .. file_field .. " " .. tostring(rerr), status.errno_code(code), code
+      return false, owner .. file_field .. " " .. tostring(rerr), code, raw
     end
     if not util.pem_has(text, kind) then
       return false, string.format("%s%s %s holds no PEM %s", owner, file_field, path, what), "invalid"
@@ -220,8 +219,8 @@ end
 
 --- A bearer token read from a file: trimmed; nil, why when unusable.
 function config.read_token_file(path)
-  local text, err, code = fs.read(path)
-  if not text then return nil, tostring(err), status.errno_code(code), code end
+  local text, err, code, raw = fs.read(path)
+  if not text then return nil, tostring(err), code, raw end
   text = text:gsub("^%s+", ""):gsub("%s+$", "")
   if text == "" or text:find("[\r\n%z]") then
     return nil, path .. " is empty or holds more than one line", "invalid"
@@ -329,8 +328,8 @@ function config.in_cluster(opts)
     return fail(what, tcode, traw, "token %s", terr)
   end
   local ca_path = dir .. "/ca.crt"
-  local ca, cerr, ccode = fs.read(ca_path)
-  if not ca then return fail(what, status.errno_code(ccode), ccode, "certificate authority %s", tostring(cerr)) end
+  local ca, cerr, ccode, craw = fs.read(ca_path)
+  if not ca then return fail(what, ccode, craw, "certificate authority %s", tostring(cerr)) end
   if not util.pem_has(ca, "CERTIFICATE") then
     return fail(what, "invalid", nil, "certificate authority %s holds no PEM certificate", ca_path)
   end

@@ -187,18 +187,18 @@ function Client:_run_exec()
   env.KUBERNETES_EXEC_INFO = self._exec_info
   local argv = { ex.command }
   for _, a in ipairs(ex.args) do argv[#argv + 1] = a end
-  local r, err, code = proc.run { argv = argv, env = env, timeout = self._exec_timeout, max_output = 1 << 20 }
+  local r, err, code, raw = proc.run { argv = argv, env = env, timeout = self._exec_timeout, max_output = 1 << 20 }
   if not r then
     if code == "timeout" then
       return afail("timeout", "timeout", " timed out after %ss (killed)", string.format("%g", self._exec_timeout))
     end
-    if code == "ENOENT" or code == "EACCES" then
+    if raw == "ENOENT" or raw == "EACCES" then
       local msg = string.format(": cannot run %s: %s", ex.command,
-        code == "ENOENT" and "executable not found" or "permission denied")
+        raw == "ENOENT" and "executable not found" or "permission denied")
       if ex.install_hint then msg = msg .. " (" .. (util.first_line(ex.install_hint) or "") .. ")" end
-      return afail(code == "ENOENT" and "not_found" or "forbidden", code, "%s", msg)
+      return afail(code, raw, "%s", msg)
     end
-    return afail(status.errno_code(code), code, ": %s", tostring(err))
+    return afail(code, raw, ": %s", tostring(err))
   end
   if r.status == nil then
     return afail("failed", "signal " .. tostring(r.signal), " failed (signal %s): %s", tostring(r.signal),

@@ -78,13 +78,4 @@ function status.error(http_status, body, where)
   return nil, msg, status.code(nil, http_status), raw
 end
 
---- The rollout code for an errno name from rollout.fs / rollout.proc.
-function status.errno_code(name)
-  if name == "ENOENT" or name == "ENOTDIR" then return "not_found" end
-  if name == "EACCES" or name == "EPERM" or name == "EROFS" then return "forbidden" end
-  if name == "EEXIST" then return "exists" end
-  if name == "timeout" or name == "interrupted" or name == "invalid" or name == "too_large" then return name end
-  return "io"
-end
-
 return status

@@ -269,9 +269,9 @@ function Local:start_process(version)
   local ok, merr = fs.mkdir_p(logs, tonumber("700", 8))
   if not ok then errors.fail("cannot create " .. logs .. ": " .. merr) end
   local log = fs.join(logs, version .. ".log")
-  local pid, err, code = proc.spawn { argv = argv, env = env, log = log, cwd = self.cfg.project_dir }
+  local pid, err, _, raw = proc.spawn { argv = argv, env = env, log = log, cwd = self.cfg.project_dir }
   if not pid then
-    local fail = (code == "ELOOP" or code == "EINVAL") and errors.refuse or errors.fail
+    local fail = (raw == "ELOOP" or raw == "EINVAL") and errors.refuse or errors.fail
     fail(string.format("cannot start %s %s: %s", self.name, version, err))
   end
   local started = start_time(pid)
