@@ -217,7 +217,7 @@ function commands.list()
   ui.print("  endpoint: " .. (endpoint or (svc.target_name == "local" and "(none: nothing deployed)" or NO_ENDPOINT)))
 end
 
-local strategy_ops = require "rollout.strategy_ops"
+local strategy_ops = require "rollout.strategy.ops"
 
 for _, c in ipairs { "status", "promote", "abort", "pause", "resume", "retry", "undo", "history" } do
   commands[c] = function()
@@ -243,7 +243,7 @@ function commands.update_traffic()
   if ok then
     ui.ok("the gateway serves the new weights")
     if #bad > 0 then ui.warn("errors in the confirming sample: " .. why_errors) end
-    require("rollout.journal").append(name, { action = "update_traffic", from = res.previous, to = res.weights,
+    require("rollout.strategy.journal").append(name, { action = "update_traffic", from = res.previous, to = res.weights,
                                               weights = res.weights, good = true, why = "TRAFFIC.yaml applied" })
   else
     ui.fail(why.message .. " (at " .. svc:probe_url() .. ")")

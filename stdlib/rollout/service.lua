@@ -53,7 +53,7 @@ Service.__name = "rollout.service"
 --   health([version])                process / pods, health path, routing
 --   endpoint()                       the URL checks probe (or nil)
 --   gateway_weights()                the weights the gateway/route holds
---   set_routes(routes), routes()     strategy-owned routes (rollout.routes)
+--   set_routes(routes), routes()     strategy-owned routes (rollout.strategy.routes)
 --   remove_version(version, {force=}), remove(), leftovers()
 local TARGET_METHODS = { "deploy", "set_weights", "traffic", "versions", "health", "endpoint",
                          "gateway_weights", "remove_version", "leftovers" }
@@ -72,8 +72,8 @@ service.target_methods = TARGET_METHODS
 function Service:set_weights(w, opts)
   local res = self.target:set_weights(w, opts)
   if not (opts and opts.journal == false) then
-    require("rollout.journal").append(self.name, { action = "set_weights", from = res.previous, to = res.weights,
-                                                   why = opts and opts.why or "set_weights" })
+    require("rollout.strategy.journal").append(self.name, {
+      action = "set_weights", from = res.previous, to = res.weights, why = opts and opts.why or "set_weights" })
   end
   return res
 end
@@ -82,7 +82,7 @@ end
 -- state), and its journal with it.
 function Service:remove(...)
   local res = self.target:remove(...)
-  require("rollout.journal").forget(self.name)
+  require("rollout.strategy.journal").forget(self.name)
   return res
 end
 

@@ -1,4 +1,4 @@
---- rollout.analysis: metrics, measurements and their verdicts.
+--- rollout.strategy.analysis: metrics, measurements and their verdicts.
 --
 -- A metric is declared in Lua:
 --
@@ -38,7 +38,7 @@
 --     `no_data` policy (Argo errs on an empty Prometheus vector, Flagger
 --     fails), and recorded as "no data";
 --   * NaN and infinite values are never compared: `on_nan` decides;
---   * judged metrics (canary against baseline, rollout.judge) decide from
+--   * judged metrics (canary against baseline, rollout.strategy.judge) decide from
 --     all the data of the rollout so far: an undecided look is
 --     "inconclusive (undecided)" and does not count: the metric looks again,
 --     `count` times and then up to `extra_looks` more (default: count; the
@@ -52,7 +52,7 @@
 -- or { no_data = true, reason = } — or raising / returning nil, message for
 -- an error. Shipped: analysis.providers.errors / latency (active probes of
 -- the canary and the baseline through the version header, judged by
--- rollout.judge), .gateway_errors (passive: the gateway's own counters),
+-- rollout.strategy.judge), .gateway_errors (passive: the gateway's own counters),
 -- .fn(function(ctx) ... end) (any Lua), and rollout.metrics.prometheus.
 local errors = require "rollout.errors"
 local time = require "rollout.time"
@@ -435,7 +435,7 @@ end
 
 local function pct(x) return string.format("%.1f%%", 100 * x) end
 
--- A judged measurement from a rollout.judge verdict.
+-- A judged measurement from a rollout.strategy.judge verdict.
 -- Each baseline version's own figures (n, errors, p50/p90/p99), so a
 -- pooled baseline can still be read version by version.
 local function per_version(data)
@@ -508,14 +508,14 @@ local function beyond(ctx, why, query)
 end
 
 --- The canary's error rate against the baseline's, from the active
--- probes, judged by rollout.judge.errors (an exact test, sequential).
+-- probes, judged by rollout.strategy.judge.errors (an exact test, sequential).
 -- opts.max_increase: the increase shown "not worse" (default 0.01).
 function analysis.providers.errors(opts)
   opts = opts or {}
   return {
     kind = "active", judged = true,
     measure = function(_, ctx, m)
-      local judge = require "rollout.judge"
+      local judge = require "rollout.strategy.judge"
       local o, k, why = look_options(ctx, m.name, { max_increase = opts.max_increase, min_n = opts.min_n })
       local data = ctx.active:look(ctx.tick)
       if not o then return beyond(ctx, why, data.query) end
@@ -532,7 +532,7 @@ function analysis.providers.errors(opts)
 end
 
 --- The canary's latency against the baseline's (served requests), from the
--- active probes, judged by rollout.judge.latency (quantile exceedance
+-- active probes, judged by rollout.strategy.judge.latency (quantile exceedance
 -- tests: shifts, spread and second modes). opts: tolerance, slack_ms,
 -- min_n (default: the judge's).
 function analysis.providers.latency(opts)
@@ -540,7 +540,7 @@ function analysis.providers.latency(opts)
   return {
     kind = "active", judged = true,
     measure = function(_, ctx, m)
-      local judge = require "rollout.judge"
+      local judge = require "rollout.strategy.judge"
       local o, k, why = look_options(ctx, m.name, { tolerance = opts.tolerance, slack_ms = opts.slack_ms,
                                                     min_n = opts.min_n })
       local data = ctx.active:look(ctx.tick)
@@ -580,7 +580,7 @@ function analysis.providers.gateway_errors(opts)
       end
       local st, err = t.gateway:stat()
       if not st then return nil, "cannot read the gateway's counters: " .. tostring(err) end
-      local be = st[require("rollout.gateway.haproxy").backend(ctx.service.name)] or {}
+      local be = st[require("rollout.target.local.haproxy").backend(ctx.service.name)] or {}
       local now = {}
       for v, row in pairs(be) do
         now[v] = { n = tonumber(row.hrsp_1xx or 0) + tonumber(row.hrsp_2xx or 0) + tonumber(row.hrsp_3xx or 0)
@@ -608,7 +608,7 @@ function analysis.providers.gateway_errors(opts)
         return { no_data = true, reason = ctx.canary .. ": the gateway routed no user request to it yet",
                  query = "HAProxy show stat: responses of the default route" }
       end
-      local judge = require "rollout.judge"
+      local judge = require "rollout.strategy.judge"
       local query = "HAProxy show stat: responses and 5xx of the default route per version"
       local o, k, why = look_options(ctx, m.name, { max_increase = opts.max_increase })
       if not o then return beyond(ctx, why, query) end

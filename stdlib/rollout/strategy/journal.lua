@@ -1,4 +1,4 @@
---- rollout.journal: the durable record of a service's progressive
+--- rollout.strategy.journal: the durable record of a service's progressive
 -- deliveries, in the state directory beside the target's own state:
 --
 --   services/<service>/rollout.json    the current (or last) strategy run:

@@ -1,4 +1,4 @@
---- rollout.judge: the default judge of a progressive-delivery analysis.
+--- rollout.strategy.judge: the default judge of a progressive-delivery analysis.
 --
 -- Compares a canary against a baseline probed at the same time (active
 -- analysis: every look brings fresh requests to both versions; the data

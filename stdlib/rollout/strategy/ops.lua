@@ -1,4 +1,4 @@
---- rollout.strategy_ops: status, promote, abort, pause, resume, retry, undo
+--- rollout.strategy.ops: status, promote, abort, pause, resume, retry, undo
 -- and history of a service's strategy runs, from any shell
 -- (`rollout scripts/ops.lua COMMAND SERVICE`).
 --
@@ -12,7 +12,7 @@
 -- nothing; promote carries the step it saw (or --expect-step N), so sent
 -- twice it advances one step; promote --full says what it did.
 local errors = require "rollout.errors"
-local journal = require "rollout.journal"
+local journal = require "rollout.strategy.journal"
 local strategy = require "rollout.strategy"
 local ui = require "rollout.ui"
 local json = require "rollout.json"

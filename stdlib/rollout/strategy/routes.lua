@@ -1,4 +1,4 @@
---- rollout.routes: the routes a strategy owns beside the weights — "send
+--- rollout.strategy.routes: the routes a strategy owns beside the weights — "send
 -- requests that match this to that version" (A/B tests, previews). Both
 -- targets render the same list, after the version-header routes and before
 -- the weighted default:

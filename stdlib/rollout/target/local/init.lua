@@ -23,8 +23,8 @@ local errors = require "rollout.errors"
 local config = require "rollout.config"
 local traffic = require "rollout.traffic"
 local state = require "rollout.state"
-local haproxy = require "rollout.gateway.haproxy"
-local routes_lib = require "rollout.routes"
+local haproxy = require "rollout.target.local.haproxy"
+local routes_lib = require "rollout.strategy.routes"
 
 local M = {}
 local Local = {}
@@ -625,7 +625,7 @@ end
 
 -- -------------------------------------------------------------- routes --
 
---- Replaces the strategy-owned routes (see rollout.routes): validated,
+--- Replaces the strategy-owned routes (see rollout.strategy.routes): validated,
 -- recorded in the state, and the gateway reloaded with them (hitless).
 -- Refused (exit 2, nothing changed) when a route names a version that is
 -- not deployed. Returns the normalised routes now in effect.

@@ -1,0 +1,3 @@
+--- rollout.routes: the routes a strategy owns beside the weights. It
+-- moved to rollout.strategy.routes; this name stays for scripts that use it.
+return require "rollout.strategy.routes"
