@@ -45,7 +45,8 @@ Service.__index = Service
 Service.__name = "rollout.service"
 
 -- The target interface: what every target (stdlib/rollout/target/) provides,
--- forwarded explicitly so the service's methods are one visible list.
+-- forwarded explicitly so the service's methods are one visible list
+-- (rollout.target.base documents it, and what the targets share).
 --   deploy(version, {restart=})      running, weight 0; idempotent
 --   set_weights(w, {write=, source=}) validate -> persist -> apply -> confirm
 --   traffic()                        TRAFFIC.yaml: list (file order), text

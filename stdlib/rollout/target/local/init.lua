@@ -25,23 +25,19 @@ local traffic = require "rollout.traffic"
 local state = require "rollout.state"
 local haproxy = require "rollout.target.local.haproxy"
 local routes_lib = require "rollout.strategy.routes"
+local base = require "rollout.target.base"
 
 local M = {}
-local Local = {}
-Local.__index = Local
+local Local = base.class()
 
 --- A local target for a loaded service config (rollout.config.load).
 -- opts.wait: wait for another rollout working on the service (seconds or true).
 -- Refuses (exit 2) a state directory that is not private (state.check_dir).
 function M.new(cfg, opts)
-  local t = setmetatable({ cfg = cfg, name = cfg.name, opts = opts or {} }, Local)
-  t.state_dir = config.state_dir()
+  local t = base.new(Local, "local", cfg, opts)
   state.check_dir(t.state_dir)
-  t.dir = fs.join(t.state_dir, "services", cfg.name)
   t.state_file = fs.join(t.dir, "state.json")
-  t.lock_file = fs.join(t.dir, "lock")
   t.gateway = haproxy.new(fs.join(t.state_dir, "gateway"))
-  t.target = "local"
   return t
 end
 
@@ -116,7 +112,7 @@ end
 -- chain). A weight change another rollout left half-done (killed) is
 -- rolled back first.
 function Local:locked(fn)
-  return state.with_lock(self.lock_file, self.name, self.opts.wait, function()
+  return self:with_lock(function()
     local st = self:load_state()
     if st.change and not self.changing then
       self:recover(st)
@@ -221,10 +217,6 @@ function Local:heal()
 end
 
 -- ------------------------------------------------------------ versions --
-
-function Local:check_version(version)
-  return config.check_name(version, "version")
-end
 
 local function healthz(port, path, timeout)
   local res = http.request { url = string.format("http://127.0.0.1:%d%s", port, path), timeout = timeout or 1,
@@ -366,7 +358,7 @@ end
 -- A deploy that fails leaves what was there; a failed first deploy leaves
 -- nothing (no state, log, lock or gateway file).
 function Local:deploy(version, opts)
-  self:check_version(version)
+  config.check_name(version, "version")
   opts = opts or {}
   local created = self:missing_dirs()
   local first = not fs.stat(self.state_file)
@@ -428,69 +420,41 @@ end
 
 -- ------------------------------------------------------------- weights --
 
---- The desired weights: TRAFFIC.yaml as a list (file order) and its bytes.
-function Local:traffic()
-  return traffic.load(self.cfg.traffic_file)
-end
-
--- Checks a new weight list against what runs. Raises a refusal naming the
--- version; returns the map of weights for every deployed version.
-function Local:check_weights(list, st, source)
-  local map, any = {}, false
-  for v in pairs(st.versions) do map[v] = 0 end
-  for _, e in ipairs(list) do
-    if e.weight > 0 then
-      any = true
-      local info = st.versions[e.name]
-      if not info then
-        errors.refuse(string.format("%s: version %s has weight %d but is not deployed (deployed: %s)",
-          source, e.name, e.weight, next(st.versions) and table.concat(self:deployed_names(st), ", ") or "none"))
-      end
-      if not self:alive(info) then
-        errors.refuse(string.format("%s: version %s has weight %d but its process (pid %d) is not running " ..
-          "(start it again: rollout scripts/ops.lua start %s %s)", source, e.name, e.weight, info.pid, self.name, e.name))
-      end
-      local ok, status = healthz(info.port, self.cfg.health_path)
-      if not ok then
-        errors.refuse(string.format("%s: version %s has weight %d but is not healthy (%s answered %s)",
-          source, e.name, e.weight, self.cfg.health_path, tostring(status or "nothing")))
-      end
-    end
-    if st.versions[e.name] then map[e.name] = e.weight end
-  end
-  if not any then
-    errors.refuse(source .. ": all weights are 0: at least one version must receive traffic")
-  end
-  return map
-end
-
+--- The deployed versions of state `st`, sorted.
 function Local:deployed_names(st)
-  local names = {}
-  for v in pairs(st.versions) do names[#names + 1] = v end
-  table.sort(names)
-  return names
+  return base.sorted_keys(st.versions)
 end
 
+-- The weights applied, {v = weight}, of state `st`.
 local function current_map(st)
   local m = {}
   for v, info in pairs(st.versions) do m[v] = info.weight or 0 end
   return m
 end
 
-local function weights_text(names, map)
-  local parts = {}
-  for _, v in ipairs(names) do parts[#parts + 1] = v .. "=" .. tostring(map[v] or 0) end
-  return table.concat(parts, " ")
+--- What the weight decisions need (rollout.target.base): the state `st`
+-- (read when not given) and the deployed versions, their applied weights
+-- and the strategy routes.
+function Local:view(st)
+  st = st or self:load_state()
+  return { st = st, deployed = st.versions, names = self:deployed_names(st), weights = current_map(st),
+           routes = st.routes or {} }
 end
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys)
-  return keys
+--- Why a deployed version cannot take weight (nil when it can): its
+-- process is not running, or its health path does not answer 200.
+function Local:unready(view, version)
+  local info = view.deployed[version]
+  if not self:alive(info) then
+    return string.format("its process (pid %d) is not running (start it again: rollout scripts/ops.lua start %s %s)",
+      info.pid, self.name, version)
+  end
+  local ok, status = healthz(info.port, self.cfg.health_path)
+  if not ok then
+    return string.format("is not healthy (%s answered %s)", self.cfg.health_path, tostring(status or "nothing"))
+  end
+  return nil
 end
-
-local function map_text(map) return weights_text(sorted_keys(map), map) end
 
 -- Puts the gateway back to `map`; returns true or false, why.
 function Local:gateway_back(map)
@@ -521,7 +485,7 @@ function Local:change_weights(st, map, previous, new_list, old_text)
     local notes = {}
     if gateway_touched then
       local back, berr = self:gateway_back(previous)
-      notes[#notes + 1] = back and "the gateway was put back to " .. map_text(previous)
+      notes[#notes + 1] = back and "the gateway was put back to " .. base.weights_text(previous)
         or "putting the gateway back failed too (" .. tostring(berr) .. ")"
     end
     if new_text then
@@ -595,31 +559,25 @@ function Local:recover(st)
     done[#done + 1] = back and "the gateway put back" or ("the gateway could not be put back: " .. tostring(err))
   end
   self:note(string.format("a weight change (%s -> %s, by pid %s) was cut short before it ended: rolled back to " ..
-    "%s (%s)", map_text(c.from), type(c.to) == "table" and map_text(c.to) or "?", tostring(c.pid),
-    weights_text(self:deployed_names(st), current_map(st)), table.concat(done, ", ")))
+    "%s (%s)", base.weights_text(c.from), type(c.to) == "table" and base.weights_text(c.to) or "?", tostring(c.pid),
+    base.weights_text(current_map(st), self:deployed_names(st)), table.concat(done, ", ")))
 end
 
 --- Sets the weights: validate → write TRAFFIC.yaml atomically → apply to the
 -- gateway → confirm. `w` is {v1 = 50, ...} or a TRAFFIC-style list; versions
 -- not named get 0. On invalid input nothing changes (refusal, exit 2).
 -- opts.write = false applies without writing TRAFFIC.yaml.
--- Returns { previous = {..}, weights = {..} (all deployed versions) }.
+-- Returns { previous = {..}, weights = {..} (all deployed versions),
+-- traffic = (TRAFFIC.yaml's new list) }: the flow of rollout.target.base.
 -- The change ends whole even on ^C (deferred until it is done) and, when
 -- the process is killed midway, is rolled back by the next command.
 function Local:set_weights(w, opts)
   opts = opts or {}
-  local list = traffic.normalize(w, opts.source or "weights")
-  return self:locked(function(st)
-    local source = opts.source or "weights"
-    local map = self:check_weights(list, st, source)
-    local previous = current_map(st)
-    local old_list, old_text = self:traffic()
-    local new_list = traffic.merge(old_list, list, function(v) return st.versions[v] ~= nil end,
-      self:deployed_names(st))
+  return base.set_weights(self, w, opts, function(view, map, previous, new_list, old_text)
+    local st = view.st
     sys.critical(function()
       self:change_weights(st, map, previous, opts.write ~= false and new_list or nil, old_text)
     end)
-    return { previous = previous, weights = map, traffic = new_list }
   end)
 end
 
@@ -760,7 +718,8 @@ function Local:drift_of(st)
   local c = st.change
   if type(c) == "table" then
     differ(string.format("a weight change (%s -> %s, by pid %s) was cut short before it ended",
-      type(c.from) == "table" and map_text(c.from) or "?", type(c.to) == "table" and map_text(c.to) or "?",
+      type(c.from) == "table" and base.weights_text(c.from) or "?",
+      type(c.to) == "table" and base.weights_text(c.to) or "?",
       tostring(c.pid)), repair_cmd)
   end
   local recorded = {}
@@ -772,12 +731,12 @@ function Local:drift_of(st)
       "fix " .. self.cfg.traffic_file .. ", then: " .. repair_cmd .. " (it never applies a bad file)")
   elseif text == nil then
     differ(string.format("there is no TRAFFIC.yaml to say what the weights should be (applied: %s)",
-      weights_text(names, recorded)), "write it (set_weights does), then: " .. repair_cmd)
+      base.weights_text(recorded, names)), "write it (set_weights does), then: " .. repair_cmd)
   else
     desired = {}
     for _, e in ipairs(list) do desired[e.name] = e.weight end
     -- what update_traffic or repair would refuse
-    local cok, cerr = pcall(self.check_weights, self, list, st, self.cfg.traffic_file)
+    local cok, cerr = pcall(self.check_weights, self, list, self:view(st), self.cfg.traffic_file)
     if not cok then
       differ("TRAFFIC.yaml cannot be applied: " .. errors.message(cerr),
         "fix " .. self.cfg.traffic_file .. " (or start the version it names), then: " .. repair_cmd)
@@ -788,7 +747,7 @@ function Local:drift_of(st)
     end
     if differs then
       differ(string.format("the gateway is not at TRAFFIC.yaml's weights (TRAFFIC.yaml: %s; applied: %s)",
-        weights_text(names, desired), weights_text(names, recorded)),
+        base.weights_text(desired, names), base.weights_text(recorded, names)),
         string.format("apply the file with: rollout scripts/ops.lua update_traffic %s (or repair)", self.name))
     end
   end
@@ -808,7 +767,7 @@ function Local:drift_of(st)
     end
     if bad then
       differ(string.format("the gateway holds %s, not the applied %s (changed behind rollout's back?)",
-        gw and weights_text(names, gw) or "no weights", weights_text(names, want)), repair_cmd)
+        gw and base.weights_text(gw, names) or "no weights", base.weights_text(want, names)), repair_cmd)
     end
   elseif st.gateway_port then
     differ(#masters > 0 and string.format("the gateway (master pid %d) does not answer on its admin socket",
@@ -847,7 +806,7 @@ function Local:repair()
   -- a bad file refuses the repair before anything is touched
   local list = desired()
   local st0 = self:load_state()
-  if next(st0.versions) then self:check_weights(list, st0, self.cfg.traffic_file) end
+  if next(st0.versions) then self:check_weights(list, self:view(st0), self.cfg.traffic_file) end
   return self:locked(function(st)
     -- (locked rolled back a change cut short: the file may be the one of before)
     local text
@@ -856,7 +815,7 @@ function Local:repair()
       self:sync_gateway() -- nothing deployed: no gateway either
       return { weights = {}, previous = {}, before = before }
     end
-    local map = self:check_weights(list, st, self.cfg.traffic_file)
+    local map = self:check_weights(list, self:view(st), self.cfg.traffic_file)
     local previous = current_map(st)
     local glock = state.lock(fs.join(self.gateway.dir, "lock"), "the gateway", 30)
     local ok, err = pcall(function()
@@ -902,40 +861,12 @@ end
 --- Removes a version: drained from the gateway, process stopped, state and
 -- TRAFFIC.yaml entry removed. A version that still has weight is refused
 -- unless opts.force (then it is drained first, if others can take over).
+-- Returns {name, pid}.
 function Local:remove_version(version, opts)
-  self:check_version(version)
-  opts = opts or {}
-  return self:locked(function(st)
+  config.check_name(version, "version")
+  return base.remove_version(self, version, opts, function(view)
+    local st = view.st
     local info = st.versions[version]
-    if not info then
-      errors.refuse(string.format("%s has no version %s (deployed: %s)", self.name, version,
-        next(st.versions) and table.concat(self:deployed_names(st), ", ") or "none"))
-    end
-    for _, r in ipairs(st.routes or {}) do
-      if r.version == version then
-        errors.refuse(string.format("%s is the target of route %s (%s): clear the route first", version, r.name,
-          routes_lib.describe({ r })[1]))
-      end
-    end
-    if (info.weight or 0) > 0 then
-      if not opts.force then
-        errors.refuse(string.format("%s still has weight %d: set it to 0 first (or force)", version, info.weight))
-      end
-      local rest, others = {}, 0
-      for v, i in pairs(st.versions) do
-        if v ~= version then
-          rest[v] = i.weight or 0
-          others = others + rest[v]
-        end
-      end
-      if others == 0 then
-        errors.refuse(string.format("%s is the last version of %s serving traffic: give another version " ..
-          "weight first (update_traffic or set_weights), then delete it", version, self.name))
-      end
-      rest[version] = 0
-      self:set_weights(rest)
-      st = self:load_state()
-    end
     st.versions[version] = nil
     self:save_state(st)
     self:sync_gateway()
@@ -944,10 +875,6 @@ function Local:remove_version(version, opts)
       if not ok then errors.fail(string.format("cannot stop %s (pid %d): %s", version, info.pid, err)) end
     end
     if info.log and fs.exists(info.log) then fs.remove(info.log) end
-    local list = self:traffic()
-    local kept = {}
-    for _, e in ipairs(list) do if e.name ~= version then kept[#kept + 1] = e end end
-    if #kept ~= #list then traffic.save(self.cfg.traffic_file, kept) end
     return { name = version, pid = info.pid }
   end)
 end
