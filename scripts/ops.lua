@@ -375,11 +375,11 @@ function commands.prometheus()
       "prometheus.url (service.yaml) or PROMETHEUS_URL at your cluster's Prometheus")
   end
   local server = require("rollout.metrics.prometheus_server").managed(require("rollout.config").state_dir())
-  local exporter, why = svc.target:exporter()
+  local exporter, why = svc:exporter()
   if not exporter then errors.fail(why) end
   server.targets = { "127.0.0.1:" .. exporter.port }
   if prom_action == "start" then
-    local gateway_up = svc.target.gateway:running()
+    local gateway_up = exporter.up
     local was = server:pid()
     local info = server:start { wait_scrape = gateway_up }
     ui.ok(string.format("Prometheus %s at %s (pid %d), scraping %s every %gs%s", was and "running" or "started",

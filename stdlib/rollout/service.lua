@@ -101,6 +101,29 @@ for _, m in ipairs { "set_routes", "routes" } do
   end
 end
 
+--- The gateway's Prometheus exporter: { port =, url =, up = (the gateway
+-- runs, so it can be scraped now) }, or nil and why (a target or an
+-- HAProxy without one).
+function Service:exporter()
+  local t = self.target
+  if type(t.exporter) ~= "function" then
+    return nil, string.format("the %s target has no gateway exporter (use your cluster's Prometheus)",
+      self.target_name)
+  end
+  return t:exporter()
+end
+
+--- The responses and 5xx of each version on the weighted default route, as
+-- the gateway counts them (cumulative): { [version] = { n =, errors = } },
+-- or nil and why (the local target's gateway only).
+function Service:gateway_counters()
+  local t = self.target
+  if type(t.gateway_counters) ~= "function" then
+    return nil, "the gateway's counters are read on the local target only (use a Prometheus metric)"
+  end
+  return t:gateway_counters()
+end
+
 -- Results the REPL displays by name (rollout.display); JSON encodes them as before.
 local VERSIONS = { __name = "rollout.versions", __jsontype = "array" }
 local PROBE_RESULT = { __name = "rollout.probe.result", __jsontype = "object" }

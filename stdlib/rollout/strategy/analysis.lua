@@ -574,19 +574,8 @@ function analysis.providers.gateway_errors(opts)
   return {
     kind = "passive", judged = true,
     measure = function(_, ctx, m)
-      local t = ctx.service.target
-      if not (t.gateway and t.gateway.stat) then
-        return nil, "the gateway's counters are read on the local target only (use a Prometheus metric)"
-      end
-      local st, err = t.gateway:stat()
-      if not st then return nil, "cannot read the gateway's counters: " .. tostring(err) end
-      local be = st[require("rollout.target.local.haproxy").backend(ctx.service.name)] or {}
-      local now = {}
-      for v, row in pairs(be) do
-        now[v] = { n = tonumber(row.hrsp_1xx or 0) + tonumber(row.hrsp_2xx or 0) + tonumber(row.hrsp_3xx or 0)
-                     + tonumber(row.hrsp_4xx or 0) + tonumber(row.hrsp_5xx or 0) + tonumber(row.hrsp_other or 0),
-                   errors = tonumber(row.hrsp_5xx or 0) }
-      end
+      local now, err = ctx.service:gateway_counters()
+      if not now then return nil, err end
       local prev = last or now
       last = now
       local data = { canary = { n = 0, errors = 0 }, baseline = { n = 0, errors = 0 } }

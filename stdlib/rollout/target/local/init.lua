@@ -666,14 +666,29 @@ function Local:health(version)
 end
 
 --- The gateway's Prometheus exporter (HAProxy's own, every service of the
--- state directory): { port =, url = "http://127.0.0.1:PORT/metrics" }, or
--- nil and why when the installed HAProxy has none.
+-- state directory): { port =, url = "http://127.0.0.1:PORT/metrics", up =
+-- (the gateway runs) }, or nil and why when the installed HAProxy has none.
 function Local:exporter()
   if not haproxy.has_exporter() then
     return nil, "the installed HAProxy has no Prometheus exporter (haproxy -vv: no prometheus-exporter service)"
   end
   local port = self.gateway:exporter_port()
-  return { port = port, url = string.format("http://127.0.0.1:%d/metrics", port) }
+  return { port = port, url = string.format("http://127.0.0.1:%d/metrics", port), up = self.gateway:running() }
+end
+
+--- The responses and 5xx of each version on the service's weighted default
+-- backend, as HAProxy counts them since it started (`show stat`):
+-- { [version] = { n =, errors = } }, or nil and why.
+function Local:gateway_counters()
+  local st, err = self.gateway:stat()
+  if not st then return nil, "cannot read the gateway's counters: " .. tostring(err) end
+  local out = {}
+  for v, row in pairs(st[haproxy.backend(self.name)] or {}) do
+    out[v] = { n = tonumber(row.hrsp_1xx or 0) + tonumber(row.hrsp_2xx or 0) + tonumber(row.hrsp_3xx or 0)
+                 + tonumber(row.hrsp_4xx or 0) + tonumber(row.hrsp_5xx or 0) + tonumber(row.hrsp_other or 0),
+               errors = tonumber(row.hrsp_5xx or 0) }
+  end
+  return out
 end
 
 --- The URL verification probes: the service's frontend on the gateway.
