@@ -94,12 +94,7 @@ function haproxy.scale(weights)
   return out
 end
 
-local function sorted(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys)
-  return keys
-end
+local sorted = require("rollout.target.base").sorted_keys
 
 -- The strategy routes of a service as HAProxy rules: one use_backend per
 -- match entry (entries are alternatives), the conditions of an entry on
