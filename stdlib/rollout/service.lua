@@ -13,6 +13,7 @@ local traffic = require "rollout.traffic"
 local sys = require "rollout.sys"
 local time = require "rollout.time"
 local ui = require "rollout.ui"
+local defaults = require "rollout.defaults"
 
 local service = {}
 local Service = {}
@@ -205,8 +206,10 @@ end
 
 --- Sends `n` requests to the endpoint (opts.header = version adds the
 -- version header, opts.headers = {name = value} more headers). Shows a progress bar on a terminal.
+-- opts.concurrency, opts.timeout, opts.deadline: defaults.probe_*.
 function Service:probe(opts)
   opts = opts or {}
+  local d = defaults.of(self.config)
   local probe = require "rollout.probe"
   local headers = {}
   for k, v in pairs(opts.headers or {}) do headers[k] = v end
@@ -215,14 +218,14 @@ function Service:probe(opts)
   local res, err = probe.run {
     url = opts.url or self:probe_url(),
     n = opts.n,
-    concurrency = opts.concurrency or 32,
-    timeout = opts.timeout or 2,
+    concurrency = opts.concurrency or d.probe_concurrency,
+    timeout = opts.timeout or d.probe_timeout,
     headers = headers,
     extract = "json:" .. self.config.version_field,
     served_by = self.config.served_by_header,
     latencies = opts.latencies,
     variants = opts.variants,
-    deadline = opts.deadline or 120,
+    deadline = opts.deadline or d.probe_deadline,
     on_progress = bar and function(done, total) bar.update(done, total) end or nil,
   }
   if bar then bar.finish() end
@@ -318,9 +321,11 @@ function Service:check_header(version, opts)
   return v
 end
 
---- Probes with the version header and checks no request is served.
+--- Probes with the version header and checks no request is served
+-- (opts.n requests, default defaults.unavailable_requests).
 function Service:check_unavailable(version, opts)
-  local res = self:probe { n = (opts and opts.n) or 200, header = version, label = "header " .. version }
+  local n = (opts and opts.n) or defaults.of(self.config).unavailable_requests
+  local res = self:probe { n = n, header = version, label = "header " .. version }
   local v = verify.unavailable(res, version)
   v.result = res
   return v
@@ -330,7 +335,9 @@ end
 -- endpoint instead of sleeping. Versions just set to 0 must receive none of
 -- a confirming sample (a request a version answered with an error counts:
 -- it was routed there); versions with at least 10% of the weight must
--- receive some. Retries until `timeout` (default 10 s).
+-- receive some. Samples of opts.n requests (defaults.confirm_requests),
+-- retried every defaults.confirm_pause until opts.timeout
+-- (defaults.confirm_timeout).
 -- Returns ok, the last probe result, and when not ok a table
 -- { cause = "not_in_effect" | "requests_failed", message = "..." }: errors
 -- are never taken for weights that are not in effect. With ok, the caller
@@ -338,8 +345,9 @@ end
 function Service:confirm(weights, opts)
   opts = opts or {}
   local w = weights and weight_map(weights) or traffic.to_map((self.target:traffic()))
-  local deadline = time.now() + (opts.timeout or 10)
-  local n = opts.n or 200
+  local d = defaults.of(self.config)
+  local deadline = time.now() + (opts.timeout or d.confirm_timeout)
+  local n = opts.n or d.confirm_requests
   local total = 0
   for _, x in pairs(w) do total = total + x end
   local last, why
@@ -374,7 +382,7 @@ function Service:confirm(weights, opts)
     else
       return true, res
     end
-    time.sleep(0.05)
+    time.sleep(d.confirm_pause)
   until time.now() > deadline
   return false, last, why
 end

@@ -62,7 +62,7 @@ strategy.common = {
   on_inconclusive = "pause", -- pause | abort | promote
   max_pause = 0.0,           -- seconds a pause waits for a decision; 0 = forever
   baseline = "",             -- versions to compare with (default: those with weight)
-  concurrency = 32,          -- connections of the active probes
+  concurrency = require("rollout.defaults").probe_concurrency, -- connections of the active probes
   metrics = "probe",         -- default metrics: probe (the judge), prometheus, or both
 }
 

@@ -53,6 +53,7 @@ local config = require "rollout.config"
 local traffic = require "rollout.traffic"
 local istio = require "rollout.target.kubernetes.routing"
 local base = require "rollout.target.base"
+local defaults = require "rollout.defaults"
 
 local M = {}
 local K8s = base.class()
@@ -95,6 +96,7 @@ end
 function M.new(cfg, opts)
   local t = base.new(K8s, "kubernetes", cfg, opts)
   t.kc = cfg.kubernetes or {}
+  t.defaults = defaults.of(cfg)
   t.namespace = t.kc.namespace or "default"
   t.route_kind = istio.route_kind(cfg)
   return t
@@ -113,12 +115,12 @@ end
 function K8s:client()
   if self._client then return self._client end
   local k8s = binding("k8s")
-  local timeout = self.kc.api_timeout or 30
+  local timeout = self.kc.api_timeout or self.defaults.api_timeout
   local c, err, code, raw = k8s.client {
     context = self.kc.context,
     namespace = self.namespace,
     timeout = timeout,
-    exec_timeout = math.min(timeout, 10),
+    exec_timeout = math.min(timeout, self.defaults.exec_timeout),
   }
   if not c then
     errors.refuse("cannot use the kubeconfig: " .. oneline(err), { code = code, raw = raw })
@@ -538,7 +540,7 @@ function K8s:deploy(version, opts)
       end
     end
     local helm = binding("helm")
-    local wait_timeout = self.kc.wait_timeout or 300
+    local wait_timeout = self.kc.wait_timeout or self.defaults.wait_timeout
     local res, err, code, raw = helm.install(self:helm_opts {
       release = release, chart = self:chart(), namespace = self.namespace, values = values,
       wait = true, timeout = wait_timeout,
@@ -733,7 +735,7 @@ function K8s:recover_pending(r)
   local last = hist[#hist] or {}
   local updated = require("rollout.k8s.util").rfc3339(last.updated)
   local age = updated and (time.wall() - updated) or math.huge
-  local limit = self.kc.pending_grace or self.kc.wait_timeout or 300
+  local limit = self.kc.pending_grace or self.kc.wait_timeout or self.defaults.wait_timeout
   if age < limit then
     errors.fail(string.format("the Helm release %s is %s since %ds: another helm may still be working on it; " ..
       "try again after %ds (kubernetes.pending_grace), or finish it with helm", r.release, tostring(r.status),
@@ -750,7 +752,7 @@ function K8s:recover_pending(r)
   local ok
   if target then
     ok, err, code, raw = helm.rollback(self:helm_opts { release = r.release, namespace = self.namespace,
-      revision = target, timeout = self.kc.wait_timeout or 300 })
+      revision = target, timeout = self.kc.wait_timeout or self.defaults.wait_timeout })
     if not ok then helm_fail(string.format("roll %s (%s) back to revision %d", r.release, r.status, target), err, code,
       raw) end
   else
@@ -937,7 +939,8 @@ function K8s:remove()
       if self:delete("Service", name) then objects[#objects + 1] = "Service/" .. name end
     end
     -- the controllers take the pods away: wait for it, then verify
-    local deadline = time.now() + math.min(self.kc.wait_timeout or 300, 120)
+    local deadline = time.now() + math.min(self.kc.wait_timeout or self.defaults.wait_timeout,
+      self.defaults.remove_timeout)
     local left = self:leftovers()
     while #left > 0 and time.now() < deadline do
       time.sleep(0.1)

@@ -23,9 +23,10 @@ haproxy.MAX_WEIGHT = 256 -- HAProxy's server weights are 0..256
 local Gateway = {}
 Gateway.__index = Gateway
 
---- A gateway living in `dir` (the state directory's gateway/).
-function haproxy.new(dir)
-  local g = setmetatable({ dir = dir }, Gateway)
+--- A gateway living in `dir` (the state directory's gateway/); `d` holds
+-- its timeouts (gateway_timeout, stop_timeout: rollout.defaults).
+function haproxy.new(dir, d)
+  local g = setmetatable({ dir = dir, defaults = d or require "rollout.defaults" }, Gateway)
   g.cfg = fs.join(dir, "haproxy.cfg")
   g.pidfile = fs.join(dir, "haproxy.pid")
   g.master_sock = fs.join(dir, "master.sock")
@@ -552,9 +553,9 @@ function Gateway:start(services)
   local up = wait_for(function()
     if not proc.alive(pid) then return "dead" end
     return self:matches(services) and "up"
-  end, 10)
+  end, self.defaults.gateway_timeout)
   if up ~= "up" then
-    if proc.alive(pid) then proc.stop(pid, { timeout = 2 }) end
+    if proc.alive(pid) then proc.stop(pid, { timeout = self.defaults.stop_timeout }) end
     for _, f in ipairs { self.admin_sock, self.master_sock, self.pidfile } do
       if fs.stat(f) then fs.remove(f) end
     end
@@ -609,7 +610,7 @@ function Gateway:reload(services)
     if not proc.alive(master) then return "dead" end
     local w = self:worker_pid()
     return w and w ~= old_worker and self:matches(services) and "up"
-  end, 10)
+  end, self.defaults.gateway_timeout)
   if up ~= "up" then
     errors.fail("HAProxy did not reload (" .. (up or "timed out") .. "); its log:\n" .. tail(self.log, 15))
   end
@@ -675,7 +676,7 @@ function Gateway:stop()
   for _, m in ipairs(all) do
     if not done[m] and self:is_master(m) then
       done[m] = true
-      local ok, err = proc.stop(m, { timeout = 5 })
+      local ok, err = proc.stop(m, { timeout = self.defaults.stop_timeout })
       if not ok then errors.fail("cannot stop HAProxy (pid " .. m .. "): " .. err) end
     end
   end
@@ -693,7 +694,7 @@ function Gateway:stop_others(keep)
   local stopped = {}
   for _, m in ipairs(self:masters()) do
     if m ~= keep then
-      local ok, err = proc.stop(m, { timeout = 5 })
+      local ok, err = proc.stop(m, { timeout = self.defaults.stop_timeout })
       if not ok then errors.fail("cannot stop HAProxy (pid " .. m .. "): " .. err) end
       stopped[#stopped + 1] = m
     end

@@ -26,6 +26,7 @@ local state = require "rollout.state"
 local haproxy = require "rollout.target.local.haproxy"
 local routes_lib = require "rollout.strategy.routes"
 local base = require "rollout.target.base"
+local defaults = require "rollout.defaults"
 
 local M = {}
 local Local = base.class()
@@ -37,7 +38,8 @@ function M.new(cfg, opts)
   local t = base.new(Local, "local", cfg, opts)
   state.check_dir(t.state_dir)
   t.state_file = fs.join(t.dir, "state.json")
-  t.gateway = haproxy.new(fs.join(t.state_dir, "gateway"))
+  t.defaults = defaults.of(cfg)
+  t.gateway = haproxy.new(fs.join(t.state_dir, "gateway"), t.defaults)
   return t
 end
 
@@ -149,7 +151,7 @@ end
 -- HAProxy: a master that runs (found by its pid file, its master socket or
 -- /proc) is adopted, and masters beside it are stopped.
 function Local:sync_gateway()
-  local glock = state.lock(fs.join(self.gateway.dir, "lock"), "the gateway", 30)
+  local glock = state.lock(fs.join(self.gateway.dir, "lock"), "the gateway", self.defaults.gateway_lock_timeout)
   local ok, err = pcall(function()
     local services = gateway_services(self.state_dir)
     if #services == 0 then
@@ -218,9 +220,12 @@ end
 
 -- ------------------------------------------------------------ versions --
 
-local function healthz(port, path, timeout)
-  local res = http.request { url = string.format("http://127.0.0.1:%d%s", port, path), timeout = timeout or 1,
-                             connect_timeout = timeout or 1 }
+-- Asks a version's process on `port` for the health path: true when it
+-- answers 200, and the status it answered.
+function Local:healthz(port)
+  local timeout = self.defaults.health_timeout
+  local res = http.request { url = string.format("http://127.0.0.1:%d%s", port, self.cfg.health_path),
+                             timeout = timeout, connect_timeout = timeout }
   return res and res.status == 200, res and res.status
 end
 
@@ -269,30 +274,31 @@ function Local:start_process(version)
   local started = start_time(pid)
   -- until it answers, the process is this call's: stopped on any error, ^C included
   local wok, werr = pcall(function()
-    local deadline = time.now() + self.cfg["local"].start_timeout
+    local deadline = time.now() + self.defaults.start_timeout
     while true do
       if not proc.alive(pid) then
         errors.fail(string.format("%s %s exited during start; the end of its log (%s):\n%s", self.name,
           version, log, log_tail(log)))
       end
-      if healthz(port, self.cfg.health_path, 0.5) then break end
+      if self:healthz(port) then break end
       if time.now() > deadline then
         errors.fail(string.format("%s %s did not answer %s within %gs; the end of its log (%s):\n%s",
-          self.name, version, self.cfg.health_path, self.cfg["local"].start_timeout, log, log_tail(log)))
+          self.name, version, self.cfg.health_path, self.defaults.start_timeout, log, log_tail(log)))
       end
       time.sleep(0.02)
     end
   end)
   if not wok then
-    if proc.alive(pid) then proc.stop(pid, { timeout = 2 }) end
+    if proc.alive(pid) then proc.stop(pid, { timeout = self.defaults.stop_timeout }) end
     error(werr, 0)
   end
   return { pid = pid, port = port, log = log, started = time.wall(), start_time = started }
 end
 
---- Waits until the gateway routes to `version` (both backends UP).
-function Local:wait_routable(version, timeout)
-  local deadline = time.now() + (timeout or 10)
+--- Waits until the gateway routes to `version` (both backends UP), at most
+-- defaults.routable_timeout.
+function Local:wait_routable(version)
+  local deadline = time.now() + self.defaults.routable_timeout
   repeat
     local h = self.gateway:health(self.name)
     local v = h and h[version]
@@ -372,7 +378,7 @@ end
 
 function Local:deploy_locked(version, opts, st)
   local info = st.versions[version]
-  if info and not opts.restart and self:alive(info) and healthz(info.port, self.cfg.health_path) then
+  if info and not opts.restart and self:alive(info) and self:healthz(info.port) then
     self:ensure_gateway(st)
     return { name = version, pid = info.pid, port = info.port, started = false, weight = info.weight or 0 }
   end
@@ -397,7 +403,7 @@ function Local:deploy_locked(version, opts, st)
   end)
   if not ok then
     -- leave nothing half-done: the new process goes, the state is as before
-    proc.stop(fresh.pid, { timeout = 2 })
+    proc.stop(fresh.pid, { timeout = self.defaults.stop_timeout })
     pcall(function()
       if not info and not next(before.versions) then
         if fs.stat(self.state_file) then fs.remove(self.state_file) end
@@ -408,12 +414,14 @@ function Local:deploy_locked(version, opts, st)
     end)
     error(err, 0)
   end
-  if not self:wait_routable(version, 10) then
+  if not self:wait_routable(version) then
     errors.fail(string.format("the gateway does not route to %s %s (health check on %s failing?)",
       self.name, version, self.cfg.health_path))
   end
   -- the gateway routes to the new process: the old one (restart) can go
-  if info and info.pid ~= fresh.pid and self:alive(info) then proc.stop(info.pid, { timeout = 5 }) end
+  if info and info.pid ~= fresh.pid and self:alive(info) then
+    proc.stop(info.pid, { timeout = self.defaults.stop_timeout })
+  end
   return { name = version, pid = fresh.pid, port = fresh.port, started = true, weight = weight,
            restarted = info ~= nil }
 end
@@ -449,7 +457,7 @@ function Local:unready(view, version)
     return string.format("its process (pid %d) is not running (start it again: rollout scripts/ops.lua start %s %s)",
       info.pid, self.name, version)
   end
-  local ok, status = healthz(info.port, self.cfg.health_path)
+  local ok, status = self:healthz(info.port)
   if not ok then
     return string.format("is not healthy (%s answered %s)", self.cfg.health_path, tostring(status or "nothing"))
   end
@@ -623,7 +631,7 @@ function Local:versions()
   for _, v in ipairs(names) do
     local info = st.versions[v]
     local alive = self:alive(info)
-    local ok = alive and healthz(info.port, self.cfg.health_path)
+    local ok = alive and self:healthz(info.port)
     out[#out + 1] = {
       name = v, weight = info.weight or 0, share = total > 0 and (info.weight or 0) / total or 0,
       ready = ok and true or false, pid = info.pid, port = info.port,
@@ -645,7 +653,7 @@ function Local:health(version)
     end
     local alive = self:alive(info)
     local hz, status = false, nil
-    if alive then hz, status = healthz(info.port, self.cfg.health_path) end
+    if alive then hz, status = self:healthz(info.port) end
     local g = gw and gw[v]
     local gstate = gw == nil and "gateway down" or (g and g.header) or "absent"
     local detail
@@ -832,7 +840,7 @@ function Local:repair()
     end
     local map = self:check_weights(list, self:view(st), self.cfg.traffic_file)
     local previous = current_map(st)
-    local glock = state.lock(fs.join(self.gateway.dir, "lock"), "the gateway", 30)
+    local glock = state.lock(fs.join(self.gateway.dir, "lock"), "the gateway", self.defaults.gateway_lock_timeout)
     local ok, err = pcall(function()
       local keep = self.gateway:in_charge()
       if self.gateway.found then self:note(self.gateway.found); self.gateway.found = nil end
@@ -886,7 +894,7 @@ function Local:remove_version(version, opts)
     self:save_state(st)
     self:sync_gateway()
     if self:alive(info) then
-      local ok, err = proc.stop(info.pid, { timeout = 5 })
+      local ok, err = proc.stop(info.pid, { timeout = self.defaults.stop_timeout })
       if not ok then errors.fail(string.format("cannot stop %s (pid %d): %s", version, info.pid, err)) end
     end
     if info.log and fs.exists(info.log) then fs.remove(info.log) end
@@ -908,7 +916,7 @@ function Local:remove()
     for _, v in ipairs(names) do
       local info = infos[v]
       if self:alive(info) then
-        local ok, err = proc.stop(info.pid, { timeout = 5 })
+        local ok, err = proc.stop(info.pid, { timeout = self.defaults.stop_timeout })
         if not ok then errors.fail(string.format("cannot stop %s (pid %d): %s", v, info.pid, err)) end
       end
       removed[#removed + 1] = { name = v, pid = info.pid, port = info.port }
