@@ -217,7 +217,7 @@ function commands.list()
   ui.print("  endpoint: " .. (endpoint or (svc.target_name == "local" and "(none: nothing deployed)" or NO_ENDPOINT)))
 end
 
-local strategy_ops = require "rollout.strategy_ops"
+local strategy_ops = require "rollout.strategy.ops"
 
 for _, c in ipairs { "status", "promote", "abort", "pause", "resume", "retry", "undo", "history" } do
   commands[c] = function()
@@ -243,7 +243,7 @@ function commands.update_traffic()
   if ok then
     ui.ok("the gateway serves the new weights")
     if #bad > 0 then ui.warn("errors in the confirming sample: " .. why_errors) end
-    require("rollout.journal").append(name, { action = "update_traffic", from = res.previous, to = res.weights,
+    require("rollout.strategy.journal").append(name, { action = "update_traffic", from = res.previous, to = res.weights,
                                               weights = res.weights, good = true, why = "TRAFFIC.yaml applied" })
   else
     ui.fail(why.message .. " (at " .. svc:probe_url() .. ")")
@@ -375,11 +375,11 @@ function commands.prometheus()
       "prometheus.url (service.yaml) or PROMETHEUS_URL at your cluster's Prometheus")
   end
   local server = require("rollout.metrics.prometheus_server").managed(require("rollout.config").state_dir())
-  local exporter, why = svc.target:exporter()
+  local exporter, why = svc:exporter()
   if not exporter then errors.fail(why) end
   server.targets = { "127.0.0.1:" .. exporter.port }
   if prom_action == "start" then
-    local gateway_up = svc.target.gateway:running()
+    local gateway_up = exporter.up
     local was = server:pid()
     local info = server:start { wait_scrape = gateway_up }
     ui.ok(string.format("Prometheus %s at %s (pid %d), scraping %s every %gs%s", was and "running" or "started",

@@ -31,7 +31,7 @@ if not service then errors.refuse("no SERVICE given\n" .. usage) end
 -- change it between two steps
 local svc = require("rollout").service(service, { endpoint = endpoint, wait = opts.wait })
 svc:lock("run_all")
-require("rollout.strategy_ops").guard(svc, "run_all")
+require("rollout.strategy.ops").guard(svc, "run_all")
 
 local steps = {
   "step0_baseline.lua",

@@ -10,6 +10,7 @@ local yaml = require "rollout.yaml"
 local weights = require "rollout.weights"
 local errors = require "rollout.errors"
 local S = require "rollout.schema"
+local D = require "rollout.defaults"
 
 local config = {}
 
@@ -115,13 +116,34 @@ config.spec = S.object {
     -- parameters of the strategies; checked by rollout.strategy against
     -- each strategy's own (file:line:col in its messages)
     strategy = S.any {},
+    -- rollout.defaults for this service (start_timeout, api_timeout and
+    -- wait_timeout are set in local: and kubernetes:)
+    defaults = S.object {
+      default = {},
+      fields = {
+        probe_concurrency = S.integer { min = 1, max = 1024 },
+        probe_timeout = S.number { min = 0.01, max = 600 },
+        probe_deadline = S.number { min = 0.1, max = 86400 },
+        confirm_requests = S.integer { min = 10, max = 1000000 },
+        confirm_timeout = S.number { min = 0.1, max = 3600 },
+        confirm_pause = S.number { min = 0, max = 60 },
+        unavailable_requests = S.integer { min = 1, max = 1000000 },
+        health_timeout = S.number { min = 0.01, max = 600 },
+        routable_timeout = S.number { min = 0.1, max = 3600 },
+        stop_timeout = S.number { min = 0.1, max = 600 },
+        gateway_timeout = S.number { min = 0.1, max = 600 },
+        gateway_lock_timeout = S.number { min = 0, max = 3600 },
+        exec_timeout = S.number { min = 0.1, max = 600 },
+        remove_timeout = S.number { min = 0, max = 86400 },
+      },
+    },
     ["local"] = S.object {
       default = {},
       fields = {
         command = S.list { min = 1, item = S.string { check = nonempty } },
         env = S.map { item = S.string {}, default = {} },
         gateway_port = S.integer { min = 0, max = 65535, default = 0 },
-        start_timeout = S.number { min = 0.1, max = 600, default = 10 },
+        start_timeout = S.number { min = 0.1, max = 600, default = D.start_timeout },
       },
     },
     kubernetes = S.object {
@@ -146,9 +168,9 @@ config.spec = S.object {
         gateway_only = S.boolean { default = false },
         parent_ref = S.string {},
         endpoint = S.string {},
-        wait_timeout = S.number { min = 1, max = 3600, default = 300 },
+        wait_timeout = S.number { min = 1, max = 3600, default = D.wait_timeout },
         pending_grace = S.number { min = 0, max = 86400 },
-        api_timeout = S.number { min = 1, max = 600, default = 30 },
+        api_timeout = S.number { min = 1, max = 600, default = D.api_timeout },
         values = S.any {},
       },
     },
@@ -201,6 +223,14 @@ function config.parse(text, file, service)
       string.format("is %q but the directory is %q", cfg.name, service))
   end
   cfg.kubernetes.host = cfg.kubernetes.host or cfg.name
+  -- every value of rollout.defaults, as this service has it
+  local d = {}
+  for k, v in pairs(D) do if type(v) == "number" then d[k] = v end end
+  for k, v in pairs(cfg.defaults) do d[k] = v end
+  d.start_timeout = cfg["local"].start_timeout or d.start_timeout
+  d.api_timeout = cfg.kubernetes.api_timeout or d.api_timeout
+  d.wait_timeout = cfg.kubernetes.wait_timeout or d.wait_timeout
+  cfg.defaults = d
   cfg.positions = pos
   return cfg
 end

@@ -13,6 +13,7 @@ local traffic = require "rollout.traffic"
 local sys = require "rollout.sys"
 local time = require "rollout.time"
 local ui = require "rollout.ui"
+local defaults = require "rollout.defaults"
 
 local service = {}
 local Service = {}
@@ -45,7 +46,8 @@ Service.__index = Service
 Service.__name = "rollout.service"
 
 -- The target interface: what every target (stdlib/rollout/target/) provides,
--- forwarded explicitly so the service's methods are one visible list.
+-- forwarded explicitly so the service's methods are one visible list
+-- (rollout.target.base documents it, and what the targets share).
 --   deploy(version, {restart=})      running, weight 0; idempotent
 --   set_weights(w, {write=, source=}) validate -> persist -> apply -> confirm
 --   traffic()                        TRAFFIC.yaml: list (file order), text
@@ -53,7 +55,7 @@ Service.__name = "rollout.service"
 --   health([version])                process / pods, health path, routing
 --   endpoint()                       the URL checks probe (or nil)
 --   gateway_weights()                the weights the gateway/route holds
---   set_routes(routes), routes()     strategy-owned routes (rollout.routes)
+--   set_routes(routes), routes()     strategy-owned routes (rollout.strategy.routes)
 --   remove_version(version, {force=}), remove(), leftovers()
 local TARGET_METHODS = { "deploy", "set_weights", "traffic", "versions", "health", "endpoint",
                          "gateway_weights", "remove_version", "leftovers" }
@@ -72,8 +74,8 @@ service.target_methods = TARGET_METHODS
 function Service:set_weights(w, opts)
   local res = self.target:set_weights(w, opts)
   if not (opts and opts.journal == false) then
-    require("rollout.journal").append(self.name, { action = "set_weights", from = res.previous, to = res.weights,
-                                                   why = opts and opts.why or "set_weights" })
+    require("rollout.strategy.journal").append(self.name, {
+      action = "set_weights", from = res.previous, to = res.weights, why = opts and opts.why or "set_weights" })
   end
   return res
 end
@@ -82,7 +84,7 @@ end
 -- state), and its journal with it.
 function Service:remove(...)
   local res = self.target:remove(...)
-  require("rollout.journal").forget(self.name)
+  require("rollout.strategy.journal").forget(self.name)
   return res
 end
 
@@ -98,6 +100,29 @@ for _, m in ipairs { "set_routes", "routes" } do
     end
     return t[m](t, ...)
   end
+end
+
+--- The gateway's Prometheus exporter: { port =, url =, up = (the gateway
+-- runs, so it can be scraped now) }, or nil and why (a target or an
+-- HAProxy without one).
+function Service:exporter()
+  local t = self.target
+  if type(t.exporter) ~= "function" then
+    return nil, string.format("the %s target has no gateway exporter (use your cluster's Prometheus)",
+      self.target_name)
+  end
+  return t:exporter()
+end
+
+--- The responses and 5xx of each version on the weighted default route, as
+-- the gateway counts them (cumulative): { [version] = { n =, errors = } },
+-- or nil and why (the local target's gateway only).
+function Service:gateway_counters()
+  local t = self.target
+  if type(t.gateway_counters) ~= "function" then
+    return nil, "the gateway's counters are read on the local target only (use a Prometheus metric)"
+  end
+  return t:gateway_counters()
 end
 
 -- Results the REPL displays by name (rollout.display); JSON encodes them as before.
@@ -181,8 +206,10 @@ end
 
 --- Sends `n` requests to the endpoint (opts.header = version adds the
 -- version header, opts.headers = {name = value} more headers). Shows a progress bar on a terminal.
+-- opts.concurrency, opts.timeout, opts.deadline: defaults.probe_*.
 function Service:probe(opts)
   opts = opts or {}
+  local d = defaults.of(self.config)
   local probe = require "rollout.probe"
   local headers = {}
   for k, v in pairs(opts.headers or {}) do headers[k] = v end
@@ -191,14 +218,14 @@ function Service:probe(opts)
   local res, err = probe.run {
     url = opts.url or self:probe_url(),
     n = opts.n,
-    concurrency = opts.concurrency or 32,
-    timeout = opts.timeout or 2,
+    concurrency = opts.concurrency or d.probe_concurrency,
+    timeout = opts.timeout or d.probe_timeout,
     headers = headers,
     extract = "json:" .. self.config.version_field,
     served_by = self.config.served_by_header,
     latencies = opts.latencies,
     variants = opts.variants,
-    deadline = opts.deadline or 120,
+    deadline = opts.deadline or d.probe_deadline,
     on_progress = bar and function(done, total) bar.update(done, total) end or nil,
   }
   if bar then bar.finish() end
@@ -294,9 +321,11 @@ function Service:check_header(version, opts)
   return v
 end
 
---- Probes with the version header and checks no request is served.
+--- Probes with the version header and checks no request is served
+-- (opts.n requests, default defaults.unavailable_requests).
 function Service:check_unavailable(version, opts)
-  local res = self:probe { n = (opts and opts.n) or 200, header = version, label = "header " .. version }
+  local n = (opts and opts.n) or defaults.of(self.config).unavailable_requests
+  local res = self:probe { n = n, header = version, label = "header " .. version }
   local v = verify.unavailable(res, version)
   v.result = res
   return v
@@ -306,7 +335,9 @@ end
 -- endpoint instead of sleeping. Versions just set to 0 must receive none of
 -- a confirming sample (a request a version answered with an error counts:
 -- it was routed there); versions with at least 10% of the weight must
--- receive some. Retries until `timeout` (default 10 s).
+-- receive some. Samples of opts.n requests (defaults.confirm_requests),
+-- retried every defaults.confirm_pause until opts.timeout
+-- (defaults.confirm_timeout).
 -- Returns ok, the last probe result, and when not ok a table
 -- { cause = "not_in_effect" | "requests_failed", message = "..." }: errors
 -- are never taken for weights that are not in effect. With ok, the caller
@@ -314,8 +345,9 @@ end
 function Service:confirm(weights, opts)
   opts = opts or {}
   local w = weights and weight_map(weights) or traffic.to_map((self.target:traffic()))
-  local deadline = time.now() + (opts.timeout or 10)
-  local n = opts.n or 200
+  local d = defaults.of(self.config)
+  local deadline = time.now() + (opts.timeout or d.confirm_timeout)
+  local n = opts.n or d.confirm_requests
   local total = 0
   for _, x in pairs(w) do total = total + x end
   local last, why
@@ -350,7 +382,7 @@ function Service:confirm(weights, opts)
     else
       return true, res
     end
-    time.sleep(0.05)
+    time.sleep(d.confirm_pause)
   until time.now() > deadline
   return false, last, why
 end

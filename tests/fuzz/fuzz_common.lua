@@ -108,7 +108,8 @@ function F.check_refusal(e, name, text)
   end
   local yaml = require "rollout.yaml"
   local doc = yaml.load(text)
-  if doc ~= nil then F.check_located(e.message, name, text, "refusal of YAML that loads") end
+  -- an empty document (no value, or null) has no line to point at
+  if doc ~= nil and doc ~= yaml.null then F.check_located(e.message, name, text, "refusal of YAML that loads") end
 end
 
 return F

@@ -47,6 +47,14 @@ local function check_cfg(cfg)
   expect(kc.image == nil or type(kc.image) == "table", "image")
   local wt = kc.wait_timeout
   expect(wt == nil or (type(wt) == "number" and wt >= 1 and wt <= 3600), "wait_timeout")
+  -- every value of rollout.defaults, a finite number >= 0
+  expect(type(cfg.defaults) == "table", "defaults")
+  for k, v in pairs(require "rollout.defaults") do
+    if type(v) == "number" then
+      local x = cfg.defaults[k]
+      expect(type(x) == "number" and x == x and x >= 0 and x < math.huge, "defaults." .. k)
+    end
+  end
 end
 
 return function(data)

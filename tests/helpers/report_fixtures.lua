@@ -1,6 +1,6 @@
 -- Fixture runs for the report tests: what rollout.json and journal.jsonl
 -- hold after strategy runs, in the shapes the engine writes them
--- (rollout.strategy: Run:record, Run:log; rollout.judge's values).
+-- (rollout.strategy: Run:record, Run:log; rollout.strategy.judge's values).
 --
 --   local fx = dofile(root .. "/tests/helpers/report_fixtures.lua")
 --   local run, history = fx.canary_succeeded()
@@ -31,7 +31,7 @@ function fx.real(name)
   return run, history
 end
 
--- A judged error-rate value (rollout.judge.errors).
+-- A judged error-rate value (rollout.strategy.judge.errors).
 local function errors_value(cn, ce, bn, be)
   return {
     metric = "errors", test = "one-sided Fisher exact", alpha = 0.002, beta = 0.01, max_increase = 0.01, min_n = 100,
@@ -41,7 +41,7 @@ local function errors_value(cn, ce, bn, be)
   }
 end
 
--- A judged latency value (rollout.judge.latency): quantiles in ms.
+-- A judged latency value (rollout.strategy.judge.latency): quantiles in ms.
 local function latency_value(cn, bn, c, b)
   return {
     metric = "latency", test = "exact exceedance at baseline quantiles", alpha = 0.002, beta = 0.01,

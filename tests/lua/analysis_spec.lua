@@ -1,10 +1,10 @@
--- rollout.analysis: measurements, their outcomes (Argo Rollouts'
+-- rollout.strategy.analysis: measurements, their outcomes (Argo Rollouts'
 -- semantics, no-data and NaN policies), the analysis loop, and a seeded
 -- Monte Carlo of whole canaries through the analysis code itself (the
 -- judged providers, the sequential design, the loop's rules) on simulated
 -- probe data (no network).
-local analysis = require "rollout.analysis"
-local judge = require "rollout.judge"
+local analysis = require "rollout.strategy.analysis"
+local judge = require "rollout.strategy.judge"
 local stats = require "rollout.stats"
 
 -- a provider that returns the given measurements in turn

@@ -60,6 +60,39 @@ describe("rollout.config.parse", function()
       refusal(config.parse, "name: microservice-1\nlocal:\n  command:\n  - a\n  -\n", FILE, "microservice-1"))
   end)
 
+  it("gives every value of rollout.defaults, service.yaml's defaults: over the built-in ones", function()
+    local defaults = require "rollout.defaults"
+    local cfg = config.parse("name: microservice-1\n", FILE, "microservice-1")
+    for k, v in pairs(defaults) do
+      if type(v) == "number" then assert.equal(v, cfg.defaults[k], k) end
+    end
+    assert.is_true(rawequal(cfg.defaults, defaults.of(cfg)))
+    assert.is_true(rawequal(defaults, defaults.of(nil)))
+    cfg = config.parse("name: microservice-1\ndefaults:\n  probe_timeout: 5\n  confirm_requests: 400\n" ..
+      "local:\n  start_timeout: 20\nkubernetes:\n  wait_timeout: 60\n", FILE, "microservice-1")
+    assert.equal(5, cfg.defaults.probe_timeout)
+    assert.equal(400, cfg.defaults.confirm_requests)
+    assert.equal(defaults.probe_concurrency, cfg.defaults.probe_concurrency)
+    -- the three that have a home of their own are read from it
+    assert.equal(20, cfg.defaults.start_timeout)
+    assert.equal(60, cfg.defaults.wait_timeout)
+    assert.equal(defaults.api_timeout, cfg.defaults.api_timeout)
+  end)
+
+  it("refuses a bad defaults: entry at its line, naming the field", function()
+    assert.matches("^" .. FILE:gsub("%p", "%%%0") .. ":3:17: defaults%.probe_timout: unknown field %(known: " ..
+      "confirm_pause, ", refusal(config.parse, "name: microservice-1\ndefaults:\n  probe_timout: 5\n", FILE,
+      "microservice-1"))
+    assert.equal(FILE .. ":3:21: defaults.confirm_requests: must be >= 10 (got 2)",
+      refusal(config.parse, "name: microservice-1\ndefaults:\n  confirm_requests: 2\n", FILE, "microservice-1"))
+    assert.equal(FILE .. ":3:17: defaults.stop_timeout: must be a finite number, not NaN (not a number)",
+      refusal(config.parse, "name: microservice-1\ndefaults:\n  stop_timeout: .nan\n", FILE, "microservice-1"))
+    assert.equal(FILE .. ":3:18: defaults.start_timeout: unknown field (known: confirm_pause, confirm_requests, " ..
+      "confirm_timeout, exec_timeout, gateway_lock_timeout, gateway_timeout, health_timeout, probe_concurrency, " ..
+      "probe_deadline, probe_timeout, remove_timeout, routable_timeout, stop_timeout, unavailable_requests)",
+      refusal(config.parse, "name: microservice-1\ndefaults:\n  start_timeout: 5\n", FILE, "microservice-1"))
+  end)
+
   it("refuses a name that is not the directory's, at the name", function()
     assert.equal(FILE .. ":2:7: name: is \"other\" but the directory is \"microservice-1\"",
       refusal(config.parse, "port: 1\nname: other\n", FILE, "microservice-1"))

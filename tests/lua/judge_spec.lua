@@ -1,11 +1,11 @@
--- rollout.judge: the design, each outcome and message of the error and
+-- rollout.strategy.judge: the design, each outcome and message of the error and
 -- latency judges, the plan, and seeded Monte Carlo over whole simulated
 -- rollouts (steps 5,10,25,50,100 x 3 intervals, requests per look from
 -- judge.plan): false aborts of good canaries against the stated rate,
 -- detection of 5%-error, +80 ms, spread and bimodal canaries within the
 -- first steps, and good canaries passing within the first step.
 -- Longer runs (20,000 rollouts): tests/bench/judge.
-local judge = require "rollout.judge"
+local judge = require "rollout.strategy.judge"
 local stats = require "rollout.stats"
 
 local function with(t, extra)

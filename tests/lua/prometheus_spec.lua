@@ -5,7 +5,7 @@
 -- pid).
 local prom = require "rollout.metrics.prometheus"
 local server = require "rollout.metrics.prometheus_server"
-local analysis = require "rollout.analysis"
+local analysis = require "rollout.strategy.analysis"
 local proc = require "rollout.proc"
 local fs = require "rollout.fs"
 local http = require "rollout.http"

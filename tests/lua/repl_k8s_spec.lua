@@ -1,4 +1,4 @@
--- rollout.repl_k8s: the REPL's Kubernetes globals (k8s, helm, svc) and the
+-- rollout.repl.k8s: the REPL's Kubernetes globals (k8s, helm, svc) and the
 -- table printers pods(), releases(), routes(), against the fake API server
 -- and the fake helm (tests/fakes), with v1 and v2 deployed by the real
 -- step 0 of the workflow.
@@ -6,7 +6,7 @@ local fixture = require "tests.helpers.fixture"
 local proc = require "rollout.proc"
 local fs = require "rollout.fs"
 local sys = require "rollout.sys"
-local repl_k8s = require "rollout.repl_k8s"
+local repl_k8s = require "rollout.repl.k8s"
 local time = require "rollout.time"
 
 local ROOT = fixture.root
@@ -143,7 +143,7 @@ describe("the REPL's Kubernetes helpers", function()
   it("watch() runs until ^C", function()
     local out = tmp .. "/watch.log"
     local script = ([[
-      local env = require("rollout.repl_k8s")({}, { kubeconfig = %q })
+      local env = require("rollout.repl.k8s")({}, { kubeconfig = %q })
       env.watch("Pod", "app=microservice-1")
     ]]):format(kubeconfig)
     local pid = assert(proc.spawn { argv = { BIN, "-e", script }, log = out })

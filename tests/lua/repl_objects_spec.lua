@@ -1,11 +1,11 @@
 -- The REPL and rollout's objects: completion that follows metatables (a
 -- service, a k8s-like client, the REPL's k8s proxy, userdata), the display
 -- of verdicts, versions, services and probe results (rollout.display), and
--- help(x) (rollout.help).
+-- help(x) (rollout.repl.help).
 local repl = require "rollout.repl"
 local rollout = require "rollout"
 local display = require "rollout.display"
-local help = require "rollout.help"
+local help = require "rollout.repl.help"
 local ui = require "rollout.ui"
 local verify = require "rollout.verify"
 local json = require "rollout.json"
@@ -163,7 +163,7 @@ describe("completion of objects", function()
 
     it("completes the REPL's k8s proxy before and after it connects", function()
       local out = assert(io.open(dir .. "/out", "w"))
-      local env = require("rollout.repl_k8s")({}, { kubeconfig = kubeconfig, out = out })
+      local env = require("rollout.repl.k8s")({}, { kubeconfig = kubeconfig, out = out })
       local before = complete("k8s:", env)
       for _, m in ipairs { "k8s:get", "k8s:list", "k8s:watch", "k8s:apply" } do
         assert.truthy(has(before, m), m .. " missing from: " .. joined(before))
@@ -477,7 +477,7 @@ return M
       if type(tbl) == "table" then
         for k, v in pairs(tbl) do
           if type(k) == "string" and (entry.class == nil or type(v) == "function") then
-            assert.truthy(entry.fields[k], name .. "." .. k .. " has no entry in rollout.help's table")
+            assert.truthy(entry.fields[k], name .. "." .. k .. " has no entry in rollout.repl.help's table")
           end
         end
         for k in pairs(entry.fields) do
@@ -487,7 +487,7 @@ return M
     end
     for key in pairs(package.preload) do
       if type(key) == "string" and key:match("^rollout%.[%w_]+$") then
-        assert.truthy(help.c_docs[key], key .. " is a binding without an entry in rollout.help's table")
+        assert.truthy(help.c_docs[key], key .. " is a binding without an entry in rollout.repl.help's table")
       end
     end
   end)

@@ -386,7 +386,7 @@ end)
 -- ---------------------------------------------------- status --watch view --
 
 describe("ops.status_lines", function()
-  local ops = require "rollout.strategy_ops"
+  local ops = require "rollout.strategy.ops"
 
   local function text(run)
     return table.concat(ops.status_lines(run, "microservice-1"), "\n")

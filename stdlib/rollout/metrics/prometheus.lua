@@ -683,7 +683,7 @@ local PASS = { "interval", "count", "initial_delay", "failure_limit", "inconclus
                "consecutive_error_limit", "consecutive_success_limit", "no_data", "on_nan", "dry_run" }
 
 local function metric(opts, def)
-  local analysis = require "rollout.analysis"
+  local analysis = require "rollout.strategy.analysis"
   for _, k in ipairs(PASS) do if opts[k] ~= nil then def[k] = opts[k] end end
   return analysis.metric(def)
 end

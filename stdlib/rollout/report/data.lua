@@ -7,7 +7,7 @@
 -- set_weights, abort, promote, finish and undo entries; steps from the
 -- step entries; pauses from pause/resume; error rates and latency
 -- quantiles from the measurement entries (what analysis.providers.errors /
--- latency record, as rollout.judge's `value`). Everything is read
+-- latency record, as rollout.strategy.judge's `value`). Everything is read
 -- defensively: user metrics record any value (numbers, strings, tables,
 -- NaN, ±Inf), old runs may lack fields, and a journal may hold other runs.
 local data = {}
@@ -103,8 +103,8 @@ end
 -- ---------------------------------------------------------- measurements --
 
 --- What kind of measurement `m` is, from the shape of its value:
--- "errors" (rollout.judge errors, or {canary = rate, baseline = rate}),
--- "latency" (rollout.judge latency: quantile rows), "number" (a finite
+-- "errors" (rollout.strategy.judge errors, or {canary = rate, baseline = rate}),
+-- "latency" (rollout.strategy.judge latency: quantile rows), "number" (a finite
 -- number), "nonfinite" (NaN / ±Inf, as a number or the strings JSON
 -- cannot carry), or "other".
 function data.kind(m)

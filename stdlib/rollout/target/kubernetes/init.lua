@@ -51,12 +51,12 @@ local sys = require "rollout.sys"
 local errors = require "rollout.errors"
 local config = require "rollout.config"
 local traffic = require "rollout.traffic"
-local state = require "rollout.state"
 local istio = require "rollout.target.kubernetes.routing"
+local base = require "rollout.target.base"
+local defaults = require "rollout.defaults"
 
 local M = {}
-local K8s = {}
-K8s.__index = K8s
+local K8s = base.class()
 
 local FIELD_MANAGER = "rollout"
 
@@ -69,12 +69,7 @@ local function oneline(s)
   return s
 end
 
-local function sorted_keys(t)
-  local out = {}
-  for k in pairs(t) do out[#out + 1] = k end
-  table.sort(out)
-  return out
-end
+local sorted_keys = base.sorted_keys
 
 local function copy(v, depth)
   depth = depth or 0
@@ -99,20 +94,17 @@ end
 --- A Kubernetes target for a loaded service config (rollout.config.load).
 -- opts.wait: wait for another rollout working on the service.
 function M.new(cfg, opts)
-  local t = setmetatable({ cfg = cfg, name = cfg.name, opts = opts or {} }, K8s)
+  local t = base.new(K8s, "kubernetes", cfg, opts)
   t.kc = cfg.kubernetes or {}
+  t.defaults = defaults.of(cfg)
   t.namespace = t.kc.namespace or "default"
-  t.state_dir = config.state_dir()
-  t.dir = fs.join(t.state_dir, "services", cfg.name)
-  t.lock_file = fs.join(t.dir, "lock")
-  t.target = "kubernetes"
   t.route_kind = istio.route_kind(cfg)
   return t
 end
 
 --- Runs fn() holding the service lock (re-entrant within one call chain).
 function K8s:locked(fn)
-  return state.with_lock(self.lock_file, self.name, self.opts.wait, fn)
+  return self:with_lock(fn)
 end
 
 -- ------------------------------------------------------------ the API --
@@ -123,12 +115,12 @@ end
 function K8s:client()
   if self._client then return self._client end
   local k8s = binding("k8s")
-  local timeout = self.kc.api_timeout or 30
+  local timeout = self.kc.api_timeout or self.defaults.api_timeout
   local c, err, code, raw = k8s.client {
     context = self.kc.context,
     namespace = self.namespace,
     timeout = timeout,
-    exec_timeout = math.min(timeout, 10),
+    exec_timeout = math.min(timeout, self.defaults.exec_timeout),
   }
   if not c then
     errors.refuse("cannot use the kubeconfig: " .. oneline(err), { code = code, raw = raw })
@@ -287,7 +279,8 @@ end
 --- Everything the decisions need, read (never written) in one go:
 -- {releases, versions (names, sorted), deployments (by name), pods (list),
 --  route (live object or nil), weights (from the route or {}), routes (the
---  strategy routes the route holds), dr, services}.
+--  strategy routes the route holds), dr, services; and, for
+--  rollout.target.base, deployed = releases and names = versions}.
 function K8s:observe()
   local obs = {}
   self:client() -- a kubeconfig problem is reported before anything else
@@ -319,11 +312,13 @@ function K8s:observe()
   end
   obs.releases = releases
   obs.versions = sorted_keys(releases)
+  obs.deployed, obs.names = obs.releases, obs.versions
   return obs
 end
 
-local function deployed_list(obs)
-  return #obs.versions > 0 and table.concat(obs.versions, ", ") or "none"
+--- What the weight decisions need (rollout.target.base): the cluster now.
+function K8s:view()
+  return self:observe()
 end
 
 -- Why a pod is not ready, from its container statuses (e.g. ImagePullBackOff).
@@ -422,9 +417,8 @@ local function same_weights(a, b)
 end
 
 local function weights_text(w)
-  local parts = {}
-  for _, k in ipairs(sorted_keys(w or {})) do parts[#parts + 1] = k .. "=" .. tostring(w[k]) end
-  return #parts > 0 and table.concat(parts, " ") or "none"
+  local text = base.weights_text(w or {})
+  return text ~= "" and text or "none"
 end
 
 -- A manifest that puts the live object's spec back (for a restore).
@@ -546,7 +540,7 @@ function K8s:deploy(version, opts)
       end
     end
     local helm = binding("helm")
-    local wait_timeout = self.kc.wait_timeout or 300
+    local wait_timeout = self.kc.wait_timeout or self.defaults.wait_timeout
     local res, err, code, raw = helm.install(self:helm_opts {
       release = release, chart = self:chart(), namespace = self.namespace, values = values,
       wait = true, timeout = wait_timeout,
@@ -591,40 +585,14 @@ end
 
 -- ------------------------------------------------------------ weights --
 
---- The desired weights: TRAFFIC.yaml as a list (file order) and its bytes.
-function K8s:traffic()
-  return traffic.load(self.cfg.traffic_file)
-end
-
--- Checks a weight list against the cluster. Raises a refusal naming the
--- version; returns the map of weights for every deployed version.
-function K8s:check_weights(list, obs, source)
-  local map, any = {}, false
-  for _, v in ipairs(obs.versions) do map[v] = 0 end
-  for _, e in ipairs(list) do
-    if e.weight > 0 then
-      any = true
-      if not obs.releases[e.name] then
-        errors.refuse(string.format("%s: version %s has weight %d but is not deployed (deployed: %s)",
-          source, e.name, e.weight, deployed_list(obs)))
-      end
-      local ready, why = self:readiness(obs, e.name)
-      if not ready then
-        errors.refuse(string.format("%s: version %s has weight %d but is not ready (%s)", source, e.name,
-          e.weight, why))
-      end
-      local routable, rwhy = self:routable(obs, e.name)
-      if not routable then
-        errors.refuse(string.format("%s: version %s has weight %d but is not routed (%s): deploy it again",
-          source, e.name, e.weight, rwhy))
-      end
-    end
-    if obs.releases[e.name] then map[e.name] = e.weight end
-  end
-  if not any then
-    errors.refuse(source .. ": all weights are 0: at least one version must receive traffic")
-  end
-  return map
+--- Why a deployed version cannot take weight (nil when it can): it is not
+-- ready (kubectl rollout status's rules), or the routing does not know it.
+function K8s:unready(obs, version)
+  local ready, why = self:readiness(obs, version)
+  if not ready then return "is not ready (" .. why .. ")" end
+  local routable, rwhy = self:routable(obs, version)
+  if not routable then return "is not routed (" .. rwhy .. "): deploy it again" end
+  return nil
 end
 
 -- Applies the route for `map` (ONE write) and confirms with a GET that the
@@ -681,18 +649,11 @@ end
 -- and route are put back (exit 1). opts.write = false applies without
 -- writing TRAFFIC.yaml. Returns {previous =, weights = (every deployed
 -- version), traffic = (the new TRAFFIC.yaml list), applied = (the weights
--- the route holds, normalized when configured)}.
+-- the route holds, normalized when configured)}: the flow of
+-- rollout.target.base.
 function K8s:set_weights(w, opts)
   opts = opts or {}
-  local source = opts.source or "weights"
-  local list = traffic.normalize(w, source)
-  return self:locked(function()
-    local obs = self:observe()
-    local map = self:check_weights(list, obs, source)
-    local previous = {}
-    for v, x in pairs(obs.weights) do previous[v] = x end
-    local old_list, old_text = self:traffic()
-    local new_list = traffic.merge(old_list, list, function(v) return obs.releases[v] ~= nil end, obs.versions)
+  return base.set_weights(self, w, opts, function(obs, map, _, new_list, old_text)
     local applied
     -- file and route change whole, even on ^C; a failure puts TRAFFIC.yaml back
     local ok, err = errors.pcall(traffic.transaction, self.cfg.traffic_file, new_list, old_text, opts.write,
@@ -707,7 +668,7 @@ function K8s:set_weights(w, opts)
       if err.kind == "refused" then errors.refuse(msg, { code = err.code }) end
       errors.fail(msg, { code = err.code })
     end
-    return { previous = previous, weights = map, traffic = new_list, applied = applied }
+    return applied
   end)
 end
 
@@ -774,7 +735,7 @@ function K8s:recover_pending(r)
   local last = hist[#hist] or {}
   local updated = require("rollout.k8s.util").rfc3339(last.updated)
   local age = updated and (time.wall() - updated) or math.huge
-  local limit = self.kc.pending_grace or self.kc.wait_timeout or 300
+  local limit = self.kc.pending_grace or self.kc.wait_timeout or self.defaults.wait_timeout
   if age < limit then
     errors.fail(string.format("the Helm release %s is %s since %ds: another helm may still be working on it; " ..
       "try again after %ds (kubernetes.pending_grace), or finish it with helm", r.release, tostring(r.status),
@@ -791,7 +752,7 @@ function K8s:recover_pending(r)
   local ok
   if target then
     ok, err, code, raw = helm.rollback(self:helm_opts { release = r.release, namespace = self.namespace,
-      revision = target, timeout = self.kc.wait_timeout or 300 })
+      revision = target, timeout = self.kc.wait_timeout or self.defaults.wait_timeout })
     if not ok then helm_fail(string.format("roll %s (%s) back to revision %d", r.release, r.status, target), err, code,
       raw) end
   else
@@ -915,30 +876,8 @@ end
 -- (route first, then the DestinationRule subset or its Service); then helm
 -- uninstall; its TRAFFIC.yaml entry goes. Returns {name, release}.
 function K8s:remove_version(version, opts)
-  opts = opts or {}
   local release = self:release_name(version)
-  return self:locked(function()
-    local obs = self:observe()
-    if not obs.releases[version] then
-      errors.refuse(string.format("%s has no version %s (deployed: %s)", self.name, version, deployed_list(obs)))
-    end
-    for _, r in ipairs(obs.routes) do
-      if r.version == version then
-        errors.refuse(string.format("%s is the version of route %s: change or clear the routes first (set_routes)",
-          version, r.name))
-      end
-    end
-    local weight = obs.weights[version] or 0
-    if weight > 0 then
-      if not opts.force then
-        errors.refuse(string.format("%s still has weight %d: set it to 0 first (or force)", version, weight))
-      end
-      local rest = {}
-      for v, x in pairs(obs.weights) do if v ~= version and obs.releases[v] then rest[v] = x end end
-      rest[version] = 0
-      self:set_weights(rest)
-      obs = self:observe()
-    end
+  return base.remove_version(self, version, opts, function(obs)
     local remaining = {}
     for _, v in ipairs(obs.versions) do if v ~= version then remaining[#remaining + 1] = v end end
     if #remaining > 0 then
@@ -957,10 +896,6 @@ function K8s:remove_version(version, opts)
     local helm = binding("helm")
     local ok, err, code, raw = helm.uninstall(self:helm_opts { release = release, namespace = self.namespace })
     if not ok and code ~= "not_found" then helm_fail("uninstall " .. release, err, code, raw) end
-    local list = self:traffic()
-    local kept = {}
-    for _, e in ipairs(list) do if e.name ~= version then kept[#kept + 1] = e end end
-    if #kept ~= #list then traffic.save(self.cfg.traffic_file, kept) end
     return { name = version, release = release }
   end)
 end
@@ -1004,7 +939,8 @@ function K8s:remove()
       if self:delete("Service", name) then objects[#objects + 1] = "Service/" .. name end
     end
     -- the controllers take the pods away: wait for it, then verify
-    local deadline = time.now() + math.min(self.kc.wait_timeout or 300, 120)
+    local deadline = time.now() + math.min(self.kc.wait_timeout or self.defaults.wait_timeout,
+      self.defaults.remove_timeout)
     local left = self:leftovers()
     while #left > 0 and time.now() < deadline do
       time.sleep(0.1)

@@ -364,12 +364,7 @@ function routing.parse_cookie_regex(re)
   return any and out or nil
 end
 
-local function sorted_keys(t)
-  local out = {}
-  for k in pairs(t) do out[#out + 1] = k end
-  table.sort(out)
-  return out
-end
+local sorted_keys = require("rollout.target.base").sorted_keys
 
 --- Checks strategy routes; returns them normalized ({name, version, match
 -- = {{headers = {lowercase = value}, cookies = {name = value}}}}). Refuses

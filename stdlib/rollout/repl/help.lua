@@ -1,4 +1,4 @@
---- rollout.help: help(x) in the REPL, for a module, an object or a function.
+--- rollout.repl.help: help(x) in the REPL, for a module, an object or a function.
 -- The text comes from the `---` comments above each definition in the
 -- stdlib (the files are read when help is asked for: nothing to keep in
 -- sync), and for the C bindings from the table at the end of this file.
@@ -62,6 +62,27 @@ local function header_of(path)
     out[#out + 1] = (lines[i]:gsub("^%-%-%-?%s?", ""))
   end
   return table.concat(out, "\n")
+end
+
+--- The file of module `name`, following an alias (a module kept under its
+-- old name after a move, whose code is `return require "rollout.x"`) to the
+-- file of the module it returns; nil when the module is not on package.path.
+local function module_file(name)
+  local path = package.searchpath(name, package.path)
+  for _ = 1, 4 do
+    local lines = path and file_lines(path)
+    local target
+    for _, line in ipairs(lines or {}) do
+      if not line:find("^%-%-") and line:find("%S") then
+        target = line:match('^return require%s*%(?%s*"([%w_.]+)"%s*%)?%s*$')
+        break
+      end
+    end
+    local next_path = target and package.searchpath(target, package.path)
+    if not next_path then break end
+    path = next_path
+  end
+  return path
 end
 
 --- The first paragraph of a comment (up to an empty line), at most `max` lines.
@@ -232,11 +253,10 @@ end
 local function module_summary(name)
   local entry = c_module(name)
   if entry then return entry.doc end
-  local path = package.searchpath(name, package.path)
-  local header = header_of(path)
+  local header = header_of(module_file(name))
   if not header then return nil end
   local text = first_sentence(header)
-  return (text:gsub("^" .. name:gsub("%p", "%%%0") .. ":%s*", ""))
+  return (text:gsub("^rollout[%w_.]*:%s*", ""))
 end
 
 local function function_text(f, label)
@@ -296,7 +316,7 @@ local function module_text(name, mod)
     for _, l in ipairs(columns(rows, "  ")) do lines[#lines + 1] = l end
     return table.concat(lines, "\n")
   end
-  local header = header_of(package.searchpath(name, package.path))
+  local header = header_of(module_file(name))
   if header then
     local para = paragraph(header, 10)
     lines[#lines + 1] = para

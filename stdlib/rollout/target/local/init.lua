@@ -23,25 +23,23 @@ local errors = require "rollout.errors"
 local config = require "rollout.config"
 local traffic = require "rollout.traffic"
 local state = require "rollout.state"
-local haproxy = require "rollout.gateway.haproxy"
-local routes_lib = require "rollout.routes"
+local haproxy = require "rollout.target.local.haproxy"
+local routes_lib = require "rollout.strategy.routes"
+local base = require "rollout.target.base"
+local defaults = require "rollout.defaults"
 
 local M = {}
-local Local = {}
-Local.__index = Local
+local Local = base.class()
 
 --- A local target for a loaded service config (rollout.config.load).
 -- opts.wait: wait for another rollout working on the service (seconds or true).
 -- Refuses (exit 2) a state directory that is not private (state.check_dir).
 function M.new(cfg, opts)
-  local t = setmetatable({ cfg = cfg, name = cfg.name, opts = opts or {} }, Local)
-  t.state_dir = config.state_dir()
+  local t = base.new(Local, "local", cfg, opts)
   state.check_dir(t.state_dir)
-  t.dir = fs.join(t.state_dir, "services", cfg.name)
   t.state_file = fs.join(t.dir, "state.json")
-  t.lock_file = fs.join(t.dir, "lock")
-  t.gateway = haproxy.new(fs.join(t.state_dir, "gateway"))
-  t.target = "local"
+  t.defaults = defaults.of(cfg)
+  t.gateway = haproxy.new(fs.join(t.state_dir, "gateway"), t.defaults)
   return t
 end
 
@@ -116,7 +114,7 @@ end
 -- chain). A weight change another rollout left half-done (killed) is
 -- rolled back first.
 function Local:locked(fn)
-  return state.with_lock(self.lock_file, self.name, self.opts.wait, function()
+  return self:with_lock(function()
     local st = self:load_state()
     if st.change and not self.changing then
       self:recover(st)
@@ -153,7 +151,7 @@ end
 -- HAProxy: a master that runs (found by its pid file, its master socket or
 -- /proc) is adopted, and masters beside it are stopped.
 function Local:sync_gateway()
-  local glock = state.lock(fs.join(self.gateway.dir, "lock"), "the gateway", 30)
+  local glock = state.lock(fs.join(self.gateway.dir, "lock"), "the gateway", self.defaults.gateway_lock_timeout)
   local ok, err = pcall(function()
     local services = gateway_services(self.state_dir)
     if #services == 0 then
@@ -222,13 +220,12 @@ end
 
 -- ------------------------------------------------------------ versions --
 
-function Local:check_version(version)
-  return config.check_name(version, "version")
-end
-
-local function healthz(port, path, timeout)
-  local res = http.request { url = string.format("http://127.0.0.1:%d%s", port, path), timeout = timeout or 1,
-                             connect_timeout = timeout or 1 }
+-- Asks a version's process on `port` for the health path: true when it
+-- answers 200, and the status it answered.
+function Local:healthz(port)
+  local timeout = self.defaults.health_timeout
+  local res = http.request { url = string.format("http://127.0.0.1:%d%s", port, self.cfg.health_path),
+                             timeout = timeout, connect_timeout = timeout }
   return res and res.status == 200, res and res.status
 end
 
@@ -277,30 +274,31 @@ function Local:start_process(version)
   local started = start_time(pid)
   -- until it answers, the process is this call's: stopped on any error, ^C included
   local wok, werr = pcall(function()
-    local deadline = time.now() + self.cfg["local"].start_timeout
+    local deadline = time.now() + self.defaults.start_timeout
     while true do
       if not proc.alive(pid) then
         errors.fail(string.format("%s %s exited during start; the end of its log (%s):\n%s", self.name,
           version, log, log_tail(log)))
       end
-      if healthz(port, self.cfg.health_path, 0.5) then break end
+      if self:healthz(port) then break end
       if time.now() > deadline then
         errors.fail(string.format("%s %s did not answer %s within %gs; the end of its log (%s):\n%s",
-          self.name, version, self.cfg.health_path, self.cfg["local"].start_timeout, log, log_tail(log)))
+          self.name, version, self.cfg.health_path, self.defaults.start_timeout, log, log_tail(log)))
       end
       time.sleep(0.02)
     end
   end)
   if not wok then
-    if proc.alive(pid) then proc.stop(pid, { timeout = 2 }) end
+    if proc.alive(pid) then proc.stop(pid, { timeout = self.defaults.stop_timeout }) end
     error(werr, 0)
   end
   return { pid = pid, port = port, log = log, started = time.wall(), start_time = started }
 end
 
---- Waits until the gateway routes to `version` (both backends UP).
-function Local:wait_routable(version, timeout)
-  local deadline = time.now() + (timeout or 10)
+--- Waits until the gateway routes to `version` (both backends UP), at most
+-- defaults.routable_timeout.
+function Local:wait_routable(version)
+  local deadline = time.now() + self.defaults.routable_timeout
   repeat
     local h = self.gateway:health(self.name)
     local v = h and h[version]
@@ -366,7 +364,7 @@ end
 -- A deploy that fails leaves what was there; a failed first deploy leaves
 -- nothing (no state, log, lock or gateway file).
 function Local:deploy(version, opts)
-  self:check_version(version)
+  config.check_name(version, "version")
   opts = opts or {}
   local created = self:missing_dirs()
   local first = not fs.stat(self.state_file)
@@ -380,7 +378,7 @@ end
 
 function Local:deploy_locked(version, opts, st)
   local info = st.versions[version]
-  if info and not opts.restart and self:alive(info) and healthz(info.port, self.cfg.health_path) then
+  if info and not opts.restart and self:alive(info) and self:healthz(info.port) then
     self:ensure_gateway(st)
     return { name = version, pid = info.pid, port = info.port, started = false, weight = info.weight or 0 }
   end
@@ -405,7 +403,7 @@ function Local:deploy_locked(version, opts, st)
   end)
   if not ok then
     -- leave nothing half-done: the new process goes, the state is as before
-    proc.stop(fresh.pid, { timeout = 2 })
+    proc.stop(fresh.pid, { timeout = self.defaults.stop_timeout })
     pcall(function()
       if not info and not next(before.versions) then
         if fs.stat(self.state_file) then fs.remove(self.state_file) end
@@ -416,81 +414,55 @@ function Local:deploy_locked(version, opts, st)
     end)
     error(err, 0)
   end
-  if not self:wait_routable(version, 10) then
+  if not self:wait_routable(version) then
     errors.fail(string.format("the gateway does not route to %s %s (health check on %s failing?)",
       self.name, version, self.cfg.health_path))
   end
   -- the gateway routes to the new process: the old one (restart) can go
-  if info and info.pid ~= fresh.pid and self:alive(info) then proc.stop(info.pid, { timeout = 5 }) end
+  if info and info.pid ~= fresh.pid and self:alive(info) then
+    proc.stop(info.pid, { timeout = self.defaults.stop_timeout })
+  end
   return { name = version, pid = fresh.pid, port = fresh.port, started = true, weight = weight,
            restarted = info ~= nil }
 end
 
 -- ------------------------------------------------------------- weights --
 
---- The desired weights: TRAFFIC.yaml as a list (file order) and its bytes.
-function Local:traffic()
-  return traffic.load(self.cfg.traffic_file)
-end
-
--- Checks a new weight list against what runs. Raises a refusal naming the
--- version; returns the map of weights for every deployed version.
-function Local:check_weights(list, st, source)
-  local map, any = {}, false
-  for v in pairs(st.versions) do map[v] = 0 end
-  for _, e in ipairs(list) do
-    if e.weight > 0 then
-      any = true
-      local info = st.versions[e.name]
-      if not info then
-        errors.refuse(string.format("%s: version %s has weight %d but is not deployed (deployed: %s)",
-          source, e.name, e.weight, next(st.versions) and table.concat(self:deployed_names(st), ", ") or "none"))
-      end
-      if not self:alive(info) then
-        errors.refuse(string.format("%s: version %s has weight %d but its process (pid %d) is not running " ..
-          "(start it again: rollout scripts/ops.lua start %s %s)", source, e.name, e.weight, info.pid, self.name, e.name))
-      end
-      local ok, status = healthz(info.port, self.cfg.health_path)
-      if not ok then
-        errors.refuse(string.format("%s: version %s has weight %d but is not healthy (%s answered %s)",
-          source, e.name, e.weight, self.cfg.health_path, tostring(status or "nothing")))
-      end
-    end
-    if st.versions[e.name] then map[e.name] = e.weight end
-  end
-  if not any then
-    errors.refuse(source .. ": all weights are 0: at least one version must receive traffic")
-  end
-  return map
-end
-
+--- The deployed versions of state `st`, sorted.
 function Local:deployed_names(st)
-  local names = {}
-  for v in pairs(st.versions) do names[#names + 1] = v end
-  table.sort(names)
-  return names
+  return base.sorted_keys(st.versions)
 end
 
+-- The weights applied, {v = weight}, of state `st`.
 local function current_map(st)
   local m = {}
   for v, info in pairs(st.versions) do m[v] = info.weight or 0 end
   return m
 end
 
-local function weights_text(names, map)
-  local parts = {}
-  for _, v in ipairs(names) do parts[#parts + 1] = v .. "=" .. tostring(map[v] or 0) end
-  return table.concat(parts, " ")
+--- What the weight decisions need (rollout.target.base): the state `st`
+-- (read when not given) and the deployed versions, their applied weights
+-- and the strategy routes.
+function Local:view(st)
+  st = st or self:load_state()
+  return { st = st, deployed = st.versions, names = self:deployed_names(st), weights = current_map(st),
+           routes = st.routes or {} }
 end
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys)
-  return keys
+--- Why a deployed version cannot take weight (nil when it can): its
+-- process is not running, or its health path does not answer 200.
+function Local:unready(view, version)
+  local info = view.deployed[version]
+  if not self:alive(info) then
+    return string.format("its process (pid %d) is not running (start it again: rollout scripts/ops.lua start %s %s)",
+      info.pid, self.name, version)
+  end
+  local ok, status = self:healthz(info.port)
+  if not ok then
+    return string.format("is not healthy (%s answered %s)", self.cfg.health_path, tostring(status or "nothing"))
+  end
+  return nil
 end
-
-local function map_text(map) return weights_text(sorted_keys(map), map) end
 
 -- Puts the gateway back to `map`; returns true or false, why.
 function Local:gateway_back(map)
@@ -521,7 +493,7 @@ function Local:change_weights(st, map, previous, new_list, old_text)
     local notes = {}
     if gateway_touched then
       local back, berr = self:gateway_back(previous)
-      notes[#notes + 1] = back and "the gateway was put back to " .. map_text(previous)
+      notes[#notes + 1] = back and "the gateway was put back to " .. base.weights_text(previous)
         or "putting the gateway back failed too (" .. tostring(berr) .. ")"
     end
     if new_text then
@@ -595,37 +567,31 @@ function Local:recover(st)
     done[#done + 1] = back and "the gateway put back" or ("the gateway could not be put back: " .. tostring(err))
   end
   self:note(string.format("a weight change (%s -> %s, by pid %s) was cut short before it ended: rolled back to " ..
-    "%s (%s)", map_text(c.from), type(c.to) == "table" and map_text(c.to) or "?", tostring(c.pid),
-    weights_text(self:deployed_names(st), current_map(st)), table.concat(done, ", ")))
+    "%s (%s)", base.weights_text(c.from), type(c.to) == "table" and base.weights_text(c.to) or "?", tostring(c.pid),
+    base.weights_text(current_map(st), self:deployed_names(st)), table.concat(done, ", ")))
 end
 
 --- Sets the weights: validate → write TRAFFIC.yaml atomically → apply to the
 -- gateway → confirm. `w` is {v1 = 50, ...} or a TRAFFIC-style list; versions
 -- not named get 0. On invalid input nothing changes (refusal, exit 2).
 -- opts.write = false applies without writing TRAFFIC.yaml.
--- Returns { previous = {..}, weights = {..} (all deployed versions) }.
+-- Returns { previous = {..}, weights = {..} (all deployed versions),
+-- traffic = (TRAFFIC.yaml's new list) }: the flow of rollout.target.base.
 -- The change ends whole even on ^C (deferred until it is done) and, when
 -- the process is killed midway, is rolled back by the next command.
 function Local:set_weights(w, opts)
   opts = opts or {}
-  local list = traffic.normalize(w, opts.source or "weights")
-  return self:locked(function(st)
-    local source = opts.source or "weights"
-    local map = self:check_weights(list, st, source)
-    local previous = current_map(st)
-    local old_list, old_text = self:traffic()
-    local new_list = traffic.merge(old_list, list, function(v) return st.versions[v] ~= nil end,
-      self:deployed_names(st))
+  return base.set_weights(self, w, opts, function(view, map, previous, new_list, old_text)
+    local st = view.st
     sys.critical(function()
       self:change_weights(st, map, previous, opts.write ~= false and new_list or nil, old_text)
     end)
-    return { previous = previous, weights = map, traffic = new_list }
   end)
 end
 
 -- -------------------------------------------------------------- routes --
 
---- Replaces the strategy-owned routes (see rollout.routes): validated,
+--- Replaces the strategy-owned routes (see rollout.strategy.routes): validated,
 -- recorded in the state, and the gateway reloaded with them (hitless).
 -- Refused (exit 2, nothing changed) when a route names a version that is
 -- not deployed. Returns the normalised routes now in effect.
@@ -665,7 +631,7 @@ function Local:versions()
   for _, v in ipairs(names) do
     local info = st.versions[v]
     local alive = self:alive(info)
-    local ok = alive and healthz(info.port, self.cfg.health_path)
+    local ok = alive and self:healthz(info.port)
     out[#out + 1] = {
       name = v, weight = info.weight or 0, share = total > 0 and (info.weight or 0) / total or 0,
       ready = ok and true or false, pid = info.pid, port = info.port,
@@ -687,7 +653,7 @@ function Local:health(version)
     end
     local alive = self:alive(info)
     local hz, status = false, nil
-    if alive then hz, status = healthz(info.port, self.cfg.health_path) end
+    if alive then hz, status = self:healthz(info.port) end
     local g = gw and gw[v]
     local gstate = gw == nil and "gateway down" or (g and g.header) or "absent"
     local detail
@@ -708,14 +674,29 @@ function Local:health(version)
 end
 
 --- The gateway's Prometheus exporter (HAProxy's own, every service of the
--- state directory): { port =, url = "http://127.0.0.1:PORT/metrics" }, or
--- nil and why when the installed HAProxy has none.
+-- state directory): { port =, url = "http://127.0.0.1:PORT/metrics", up =
+-- (the gateway runs) }, or nil and why when the installed HAProxy has none.
 function Local:exporter()
   if not haproxy.has_exporter() then
     return nil, "the installed HAProxy has no Prometheus exporter (haproxy -vv: no prometheus-exporter service)"
   end
   local port = self.gateway:exporter_port()
-  return { port = port, url = string.format("http://127.0.0.1:%d/metrics", port) }
+  return { port = port, url = string.format("http://127.0.0.1:%d/metrics", port), up = self.gateway:running() }
+end
+
+--- The responses and 5xx of each version on the service's weighted default
+-- backend, as HAProxy counts them since it started (`show stat`):
+-- { [version] = { n =, errors = } }, or nil and why.
+function Local:gateway_counters()
+  local st, err = self.gateway:stat()
+  if not st then return nil, "cannot read the gateway's counters: " .. tostring(err) end
+  local out = {}
+  for v, row in pairs(st[haproxy.backend(self.name)] or {}) do
+    out[v] = { n = tonumber(row.hrsp_1xx or 0) + tonumber(row.hrsp_2xx or 0) + tonumber(row.hrsp_3xx or 0)
+                 + tonumber(row.hrsp_4xx or 0) + tonumber(row.hrsp_5xx or 0) + tonumber(row.hrsp_other or 0),
+               errors = tonumber(row.hrsp_5xx or 0) }
+  end
+  return out
 end
 
 --- The URL verification probes: the service's frontend on the gateway.
@@ -760,7 +741,8 @@ function Local:drift_of(st)
   local c = st.change
   if type(c) == "table" then
     differ(string.format("a weight change (%s -> %s, by pid %s) was cut short before it ended",
-      type(c.from) == "table" and map_text(c.from) or "?", type(c.to) == "table" and map_text(c.to) or "?",
+      type(c.from) == "table" and base.weights_text(c.from) or "?",
+      type(c.to) == "table" and base.weights_text(c.to) or "?",
       tostring(c.pid)), repair_cmd)
   end
   local recorded = {}
@@ -772,12 +754,12 @@ function Local:drift_of(st)
       "fix " .. self.cfg.traffic_file .. ", then: " .. repair_cmd .. " (it never applies a bad file)")
   elseif text == nil then
     differ(string.format("there is no TRAFFIC.yaml to say what the weights should be (applied: %s)",
-      weights_text(names, recorded)), "write it (set_weights does), then: " .. repair_cmd)
+      base.weights_text(recorded, names)), "write it (set_weights does), then: " .. repair_cmd)
   else
     desired = {}
     for _, e in ipairs(list) do desired[e.name] = e.weight end
     -- what update_traffic or repair would refuse
-    local cok, cerr = pcall(self.check_weights, self, list, st, self.cfg.traffic_file)
+    local cok, cerr = pcall(self.check_weights, self, list, self:view(st), self.cfg.traffic_file)
     if not cok then
       differ("TRAFFIC.yaml cannot be applied: " .. errors.message(cerr),
         "fix " .. self.cfg.traffic_file .. " (or start the version it names), then: " .. repair_cmd)
@@ -788,7 +770,7 @@ function Local:drift_of(st)
     end
     if differs then
       differ(string.format("the gateway is not at TRAFFIC.yaml's weights (TRAFFIC.yaml: %s; applied: %s)",
-        weights_text(names, desired), weights_text(names, recorded)),
+        base.weights_text(desired, names), base.weights_text(recorded, names)),
         string.format("apply the file with: rollout scripts/ops.lua update_traffic %s (or repair)", self.name))
     end
   end
@@ -808,7 +790,7 @@ function Local:drift_of(st)
     end
     if bad then
       differ(string.format("the gateway holds %s, not the applied %s (changed behind rollout's back?)",
-        gw and weights_text(names, gw) or "no weights", weights_text(names, want)), repair_cmd)
+        gw and base.weights_text(gw, names) or "no weights", base.weights_text(want, names)), repair_cmd)
     end
   elseif st.gateway_port then
     differ(#masters > 0 and string.format("the gateway (master pid %d) does not answer on its admin socket",
@@ -847,7 +829,7 @@ function Local:repair()
   -- a bad file refuses the repair before anything is touched
   local list = desired()
   local st0 = self:load_state()
-  if next(st0.versions) then self:check_weights(list, st0, self.cfg.traffic_file) end
+  if next(st0.versions) then self:check_weights(list, self:view(st0), self.cfg.traffic_file) end
   return self:locked(function(st)
     -- (locked rolled back a change cut short: the file may be the one of before)
     local text
@@ -856,9 +838,9 @@ function Local:repair()
       self:sync_gateway() -- nothing deployed: no gateway either
       return { weights = {}, previous = {}, before = before }
     end
-    local map = self:check_weights(list, st, self.cfg.traffic_file)
+    local map = self:check_weights(list, self:view(st), self.cfg.traffic_file)
     local previous = current_map(st)
-    local glock = state.lock(fs.join(self.gateway.dir, "lock"), "the gateway", 30)
+    local glock = state.lock(fs.join(self.gateway.dir, "lock"), "the gateway", self.defaults.gateway_lock_timeout)
     local ok, err = pcall(function()
       local keep = self.gateway:in_charge()
       if self.gateway.found then self:note(self.gateway.found); self.gateway.found = nil end
@@ -902,52 +884,20 @@ end
 --- Removes a version: drained from the gateway, process stopped, state and
 -- TRAFFIC.yaml entry removed. A version that still has weight is refused
 -- unless opts.force (then it is drained first, if others can take over).
+-- Returns {name, pid}.
 function Local:remove_version(version, opts)
-  self:check_version(version)
-  opts = opts or {}
-  return self:locked(function(st)
+  config.check_name(version, "version")
+  return base.remove_version(self, version, opts, function(view)
+    local st = view.st
     local info = st.versions[version]
-    if not info then
-      errors.refuse(string.format("%s has no version %s (deployed: %s)", self.name, version,
-        next(st.versions) and table.concat(self:deployed_names(st), ", ") or "none"))
-    end
-    for _, r in ipairs(st.routes or {}) do
-      if r.version == version then
-        errors.refuse(string.format("%s is the target of route %s (%s): clear the route first", version, r.name,
-          routes_lib.describe({ r })[1]))
-      end
-    end
-    if (info.weight or 0) > 0 then
-      if not opts.force then
-        errors.refuse(string.format("%s still has weight %d: set it to 0 first (or force)", version, info.weight))
-      end
-      local rest, others = {}, 0
-      for v, i in pairs(st.versions) do
-        if v ~= version then
-          rest[v] = i.weight or 0
-          others = others + rest[v]
-        end
-      end
-      if others == 0 then
-        errors.refuse(string.format("%s is the last version of %s serving traffic: give another version " ..
-          "weight first (update_traffic or set_weights), then delete it", version, self.name))
-      end
-      rest[version] = 0
-      self:set_weights(rest)
-      st = self:load_state()
-    end
     st.versions[version] = nil
     self:save_state(st)
     self:sync_gateway()
     if self:alive(info) then
-      local ok, err = proc.stop(info.pid, { timeout = 5 })
+      local ok, err = proc.stop(info.pid, { timeout = self.defaults.stop_timeout })
       if not ok then errors.fail(string.format("cannot stop %s (pid %d): %s", version, info.pid, err)) end
     end
     if info.log and fs.exists(info.log) then fs.remove(info.log) end
-    local list = self:traffic()
-    local kept = {}
-    for _, e in ipairs(list) do if e.name ~= version then kept[#kept + 1] = e end end
-    if #kept ~= #list then traffic.save(self.cfg.traffic_file, kept) end
     return { name = version, pid = info.pid }
   end)
 end
@@ -966,7 +916,7 @@ function Local:remove()
     for _, v in ipairs(names) do
       local info = infos[v]
       if self:alive(info) then
-        local ok, err = proc.stop(info.pid, { timeout = 5 })
+        local ok, err = proc.stop(info.pid, { timeout = self.defaults.stop_timeout })
         if not ok then errors.fail(string.format("cannot stop %s (pid %d): %s", v, info.pid, err)) end
       end
       removed[#removed + 1] = { name = v, pid = info.pid, port = info.port }

@@ -31,7 +31,7 @@
 --   s:hook(name, fn)           before_step, after_step, on_pause, on_abort, on_promote
 --
 -- Durable and idempotent: the run lives in the state directory
--- (rollout.journal), so `ops.lua status/promote/abort/pause/resume` work
+-- (rollout.strategy.journal), so `ops.lua status/promote/abort/pause/resume` work
 -- from another shell, and a killed run resumes where it stopped when the
 -- same command runs again. The service is locked for the whole run.
 local rollout = require "rollout"
@@ -42,8 +42,8 @@ local time = require "rollout.time"
 local sys = require "rollout.sys"
 local fs = require "rollout.fs"
 local json = require "rollout.json"
-local journal = require "rollout.journal"
-local analysis = require "rollout.analysis"
+local journal = require "rollout.strategy.journal"
+local analysis = require "rollout.strategy.analysis"
 local weights_lib = require "rollout.weights"
 
 local strategy = {}
@@ -62,7 +62,7 @@ strategy.common = {
   on_inconclusive = "pause", -- pause | abort | promote
   max_pause = 0.0,           -- seconds a pause waits for a decision; 0 = forever
   baseline = "",             -- versions to compare with (default: those with weight)
-  concurrency = 32,          -- connections of the active probes
+  concurrency = require("rollout.defaults").probe_concurrency, -- connections of the active probes
   metrics = "probe",         -- default metrics: probe (the judge), prometheus, or both
 }
 
@@ -363,7 +363,7 @@ function Run:sample_split(res)
 end
 
 --- Adds (or replaces) a route: requests matching `match` go to `version`
--- (see rollout.routes). Journalled; removed on abort and at the end.
+-- (see rollout.strategy.routes). Journalled; removed on abort and at the end.
 function Run:header_route(name, version, match)
   local list = {}
   for _, r in ipairs(self.service:routes()) do
@@ -377,7 +377,7 @@ function Run:header_route(name, version, match)
     self:save()
     self:log { action = "route", from = from, to = now, why = "route " .. name .. " to " .. version }
   end)
-  for _, line in ipairs(require("rollout.routes").describe(list)) do say(self, "  route " .. line) end
+  for _, line in ipairs(require("rollout.strategy.routes").describe(list)) do say(self, "  route " .. line) end
 end
 
 --- Removes the route `name` (all routes when nil).
@@ -576,7 +576,7 @@ function Run:default_metrics()
   return list
 end
 
---- The sequential design of the run (rollout.judge.design), made at the
+--- The sequential design of the run (rollout.strategy.judge.design), made at the
 -- first analysis: the family-wise false-abort rate `alpha` over every look
 -- the run plans (its analysed steps × count, and room for as many again
 -- after a pause or a resume) of its judged metrics. A later analysis with
@@ -591,7 +591,7 @@ function Run:make_design(metrics)
     end
     return self.design
   end
-  local judge = require "rollout.judge"
+  local judge = require "rollout.strategy.judge"
   local looks = strategy.planned_looks(self)
   self.design = judge.design { alpha = self.params.alpha, looks = 2 * looks, metrics = math.max(1, judged) }
   self.plan = strategy.plan(self)
@@ -1083,11 +1083,11 @@ function strategy.planned_looks(s)
   return #strategy.analysed_steps(s) * s.params.count
 end
 
---- Requests per version per look of the active probes (rollout.judge.plan:
+--- Requests per version per look of the active probes (rollout.strategy.judge.plan:
 -- a 5%-error canary caught before a weight above 20%, a good one passing
 -- within the first step).
 function strategy.plan(s)
-  local judge = require "rollout.judge"
+  local judge = require "rollout.strategy.judge"
   local steps = strategy.analysed_steps(s)
   return judge.plan { steps = steps, intervals = s.params.count, design = s.design,
                       max_increase = s.params.max_error_increase }

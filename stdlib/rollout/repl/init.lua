@@ -488,15 +488,15 @@ function M.rawprint(x, opts)
 end
 
 --- The globals the REPL adds to `env`: `rollout` (the facade), `help(x)`
--- (rollout.help), `rawprint(x)`, and with --target kubernetes (or
+-- (rollout.repl.help), `rawprint(x)`, and with --target kubernetes (or
 -- ROLLOUT_TARGET) the live-cluster helpers: `k8s`, `helm`, `svc(name)`,
 -- `pods(selector)`, `releases()`, `routes(service)`.
 function M.setup(env)
   env.rollout = require "rollout"
-  env.help = function(...) return require("rollout.help").help(...) end
+  env.help = function(...) return require("rollout.repl.help").help(...) end
   env.rawprint = M.rawprint
   if require("rollout.sys").target() == "kubernetes" then
-    require("rollout.repl_k8s")(env)
+    require("rollout.repl.k8s")(env)
   end
 end
 

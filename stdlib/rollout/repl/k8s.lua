@@ -1,5 +1,5 @@
---- rollout.repl_k8s: the REPL's Kubernetes helpers (`rollout -i --target
--- kubernetes`). `require("rollout.repl_k8s")(env [, opts])` defines in env
+--- rollout.repl.k8s: the REPL's Kubernetes helpers (`rollout -i --target
+-- kubernetes`). `require("rollout.repl.k8s")(env [, opts])` defines in env
 -- (normally _G):
 --
 --   k8s              a client of the default kubeconfig ($KUBECONFIG), made on
