@@ -14,7 +14,6 @@ local ui = require "rollout.ui"
 local json = require "rollout.json"
 local fs = require "rollout.fs"
 local time = require "rollout.time"
-local sys = require "rollout.sys"
 local errors = require "rollout.errors"
 
 local usage = "usage: rollout scripts/run_all.lua SERVICE [ENDPOINT] [--keep-going] [--json] [--json-file FILE] [--report FILE] [--wait]"

@@ -273,17 +273,15 @@ int probe_tally_sample(probe_result *r, int32_t what, uint32_t us);
 int probe_result_merge(probe_result *into, const probe_result *from);
 /* Moves everything of from into an empty into; from is left empty. */
 void probe_result_move(probe_result *into, probe_result *from);
-/* Sorts the latencies (for probe_percentile_ms / probe_vpercentile_ms). */
+/* Sorts the latencies (for the percentiles below). */
 void probe_result_sort(probe_result *res);
 void probe_result_free(probe_result *res);
 
-/* The nearest-rank percentile (0 < p <= 1) of the sorted latencies, in
- * milliseconds. */
+/* The nearest-rank percentile (0 < p <= 1) of n sorted latencies (us), in
+ * milliseconds; 0 when n = 0. */
+double probe_rank_ms(const uint32_t *sorted, size_t n, double p);
+/* The same over all the completed requests of res. */
 double probe_percentile_ms(const probe_result *res, double p);
-/* The same over the latencies version idx served. */
-double probe_vpercentile_ms(const probe_result *res, int idx, double p);
-/* The same over the served latencies of variant v. */
-double probe_variant_percentile_ms(const probe_result *res, int v, double p);
 
 /* ---- runtime/net/probe/engine.c ---- */
 

@@ -177,8 +177,6 @@ config.spec = S.object {
   },
 }
 
-local cache = {}
-
 --- The largest service.yaml or TRAFFIC.yaml read (bytes).
 config.MAX_FILE = 1024 * 1024
 
@@ -255,7 +253,6 @@ function config.load(service)
   cfg.dir, cfg.file = dir, file
   cfg.traffic_file = fs.join(dir, "TRAFFIC.yaml")
   cfg.project_dir = config.project_dir()
-  cache[service] = cfg
   return cfg
 end
 

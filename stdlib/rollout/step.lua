@@ -147,7 +147,6 @@ function Step:expect_removed(before, endpoint)
   end
 end
 
-function Step:fail(message) errors.fail(message) end
 function Step:say(message) ui.print(message) end
 
 local function parse(...)
@@ -198,7 +197,5 @@ function step.footprint(svc)
   end
   return fp
 end
-
-function step.alive(pid) return proc.alive(pid) end
 
 return step

@@ -41,8 +41,6 @@ function ui.print(...)
   out:flush()
 end
 
-function ui.printf(fmt, ...) ui.print(fmt:format(...)) end
-
 function ui.heading(text) ui.print(ui.paint(text, "bold")) end
 function ui.info(text) ui.print("  " .. text) end
 --- The ✓ / ✗ line of ui.ok / ui.fail, as a string.

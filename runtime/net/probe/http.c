@@ -461,165 +461,204 @@ static int chunk_size(const char *s, size_t n, uint64_t *size)
     return 0;
 }
 
+/* The steps of probe_http_feed, one per state. Each consumes from buf at
+ * *pos and either returns an event (with *used set) or FEED_ON: the state
+ * changed, go on with the bytes after *pos. */
+#define FEED_ON 100
+
+static int need_more(size_t pos, size_t *used)
+{
+    *used = pos;
+    return PROBE_HTTP_MORE;
+}
+
+/* The state after a head, from its framing. */
+static int body_state(const probe_http *p)
+{
+    switch (p->framing) {
+    case PROBE_BODY_LENGTH:
+        return ST_LENGTH;
+    case PROBE_BODY_CHUNKED:
+        return ST_CHUNK_SIZE;
+    case PROBE_BODY_CLOSE:
+        return ST_CLOSE;
+    default:
+        return ST_NO_BODY;
+    }
+}
+
+/* ST_HEAD: finds the empty line that ends the head (scanning only what is
+ * new since the last call), parses it, skips interim responses. */
+static int feed_head(probe_http *p, const char *buf, size_t len, size_t *pos, size_t *used)
+{
+    const char *h = buf + *pos;
+    size_t avail = len - *pos, s = p->scan, end = 0;
+    while (s < avail) {
+        const char *nl = memchr(h + s, '\n', avail - s);
+        size_t ls = s, le;
+        if (nl == NULL)
+            break;
+        le = (size_t)(nl - h);
+        s = le + 1;
+        if (le > ls && h[le - 1] == '\r')
+            le--;
+        if (le == ls) {
+            if (ls == 0)
+                return failed(p, PROBE_HTTP_BAD, *pos, used); /* no status line */
+            end = s;
+            break;
+        }
+    }
+    if (end == 0) {
+        if (avail > PROBE_HEAD_MAX)
+            return failed(p, PROBE_HTTP_BAD, *pos, used);
+        p->scan = s;
+        return need_more(*pos, used);
+    }
+    if (end > PROBE_HEAD_MAX || parse_head(p, h, end) != 0)
+        return failed(p, PROBE_HTTP_BAD, *pos, used);
+    p->scan = 0;
+    if (p->status / 100 == 1 && p->status != 101) {
+        *pos += end; /* an interim response: the final one follows */
+        return FEED_ON;
+    }
+    p->head_off = *pos;
+    p->head_len = end;
+    *pos += end;
+    p->state = body_state(p);
+    if (p->state == ST_LENGTH)
+        p->left = p->length;
+    *used = *pos;
+    return PROBE_HTTP_HEAD;
+}
+
+/* ST_LENGTH, ST_CHUNK_DATA, ST_CLOSE: body bytes, kept when asked. */
+static int feed_body(probe_http *p, const char *buf, size_t len, size_t *pos, size_t *used)
+{
+    size_t take = len - *pos;
+    int rc;
+    if (p->state != ST_CLOSE && take > p->left)
+        take = (size_t)p->left;
+    rc = sink(p, buf + *pos, take);
+    if (rc != 0)
+        return failed(p, rc == -1 ? PROBE_HTTP_OVER : PROBE_HTTP_BAD, *pos, used);
+    *pos += take;
+    if (p->state == ST_CLOSE)
+        return need_more(*pos, used);
+    p->left -= take;
+    if (p->left > 0)
+        return need_more(*pos, used);
+    if (p->state == ST_LENGTH) {
+        p->state = ST_DONE;
+        *used = *pos;
+        return PROBE_HTTP_DONE;
+    }
+    p->state = ST_CHUNK_CRLF;
+    return FEED_ON;
+}
+
+/* ST_CHUNK_SIZE: a chunk-size line; size 0 starts the trailer. */
+static int feed_chunk_size(probe_http *p, const char *buf, size_t len, size_t *pos, size_t *used)
+{
+    const char *nl = memchr(buf + *pos, '\n', len - *pos);
+    uint64_t size;
+    size_t n;
+    if (nl == NULL) {
+        if (len - *pos > PROBE_CHUNK_LINE_MAX)
+            return failed(p, PROBE_HTTP_BAD, *pos, used);
+        return need_more(*pos, used);
+    }
+    n = (size_t)(nl - (buf + *pos));
+    if (n > PROBE_CHUNK_LINE_MAX || chunk_size(buf + *pos, n, &size) != 0)
+        return failed(p, PROBE_HTTP_BAD, *pos, used);
+    *pos += n + 1;
+    if (size == 0) {
+        p->state = ST_TRAILER;
+        p->trailer = 0;
+    } else {
+        p->state = ST_CHUNK_DATA;
+        p->left = size;
+    }
+    return FEED_ON;
+}
+
+/* ST_CHUNK_CRLF: the line end after a chunk's data (CRLF or LF). */
+static int feed_chunk_crlf(probe_http *p, const char *buf, size_t len, size_t *pos, size_t *used)
+{
+    if (*pos >= len)
+        return need_more(*pos, used);
+    if (buf[*pos] == '\n') {
+        *pos += 1;
+    } else if (buf[*pos] == '\r') {
+        if (*pos + 1 >= len)
+            return need_more(*pos, used);
+        if (buf[*pos + 1] != '\n')
+            return failed(p, PROBE_HTTP_BAD, *pos, used);
+        *pos += 2;
+    } else {
+        return failed(p, PROBE_HTTP_BAD, *pos, used);
+    }
+    p->state = ST_CHUNK_SIZE;
+    return FEED_ON;
+}
+
+/* ST_TRAILER: trailer lines (checked, not kept) up to the empty line. */
+static int feed_trailer(probe_http *p, const char *buf, size_t len, size_t *pos, size_t *used)
+{
+    const char *nl = memchr(buf + *pos, '\n', len - *pos);
+    const char *s = buf + *pos, *e, *name, *v;
+    size_t nlen, vlen;
+    if (nl == NULL) {
+        if (p->trailer + (len - *pos) > PROBE_TRAILER_MAX)
+            return failed(p, PROBE_HTTP_BAD, *pos, used);
+        return need_more(*pos, used);
+    }
+    e = nl > s && nl[-1] == '\r' ? nl - 1 : nl;
+    *pos = (size_t)(nl - buf) + 1;
+    if (e == s) {
+        p->state = ST_DONE;
+        *used = *pos;
+        return PROBE_HTTP_DONE;
+    }
+    p->trailer += (size_t)(nl - s) + 1;
+    if (p->trailer > PROBE_TRAILER_MAX || field_line(s, e, &name, &nlen, &v, &vlen) != 0)
+        return failed(p, PROBE_HTTP_BAD, *pos, used);
+    return FEED_ON;
+}
+
 int probe_http_feed(probe_http *p, const char *buf, size_t len, size_t *used)
 {
     size_t pos = 0;
     for (;;) {
+        int ev;
         switch (p->state) {
-        case ST_HEAD: {
-            const char *h = buf + pos;
-            size_t avail = len - pos, s = p->scan, end = 0;
-            while (s < avail) {
-                const char *nl = memchr(h + s, '\n', avail - s);
-                size_t ls = s, le;
-                if (nl == NULL)
-                    break;
-                le = (size_t)(nl - h);
-                s = le + 1;
-                if (le > ls && h[le - 1] == '\r')
-                    le--;
-                if (le == ls) {
-                    if (ls == 0)
-                        return failed(p, PROBE_HTTP_BAD, pos, used); /* no status line */
-                    end = s;
-                    break;
-                }
-            }
-            if (end == 0) {
-                if (avail > PROBE_HEAD_MAX)
-                    return failed(p, PROBE_HTTP_BAD, pos, used);
-                p->scan = s;
-                *used = pos;
-                return PROBE_HTTP_MORE;
-            }
-            if (end > PROBE_HEAD_MAX || parse_head(p, h, end) != 0)
-                return failed(p, PROBE_HTTP_BAD, pos, used);
-            p->scan = 0;
-            if (p->status / 100 == 1 && p->status != 101) {
-                pos += end; /* an interim response: the final one follows */
-                continue;
-            }
-            p->head_off = pos;
-            p->head_len = end;
-            pos += end;
-            switch (p->framing) {
-            case PROBE_BODY_NONE:
-                p->state = ST_NO_BODY;
-                break;
-            case PROBE_BODY_LENGTH:
-                p->state = ST_LENGTH;
-                p->left = p->length;
-                break;
-            case PROBE_BODY_CHUNKED:
-                p->state = ST_CHUNK_SIZE;
-                break;
-            case PROBE_BODY_CLOSE:
-                p->state = ST_CLOSE;
-                break;
-            }
-            *used = pos;
-            return PROBE_HTTP_HEAD;
-        }
+        case ST_HEAD:
+            ev = feed_head(p, buf, len, &pos, used);
+            break;
         case ST_NO_BODY:
             p->state = ST_DONE;
             *used = pos;
             return PROBE_HTTP_DONE;
         case ST_LENGTH:
         case ST_CHUNK_DATA:
-        case ST_CLOSE: {
-            size_t take = len - pos;
-            int rc;
-            if (p->state != ST_CLOSE && take > p->left)
-                take = (size_t)p->left;
-            rc = sink(p, buf + pos, take);
-            if (rc != 0)
-                return failed(p, rc == -1 ? PROBE_HTTP_OVER : PROBE_HTTP_BAD, pos, used);
-            pos += take;
-            if (p->state == ST_CLOSE) {
-                *used = pos;
-                return PROBE_HTTP_MORE;
-            }
-            p->left -= take;
-            if (p->left > 0) {
-                *used = pos;
-                return PROBE_HTTP_MORE;
-            }
-            if (p->state == ST_LENGTH) {
-                p->state = ST_DONE;
-                *used = pos;
-                return PROBE_HTTP_DONE;
-            }
-            p->state = ST_CHUNK_CRLF;
-            continue;
-        }
-        case ST_CHUNK_SIZE: {
-            const char *nl = memchr(buf + pos, '\n', len - pos);
-            uint64_t size;
-            size_t n;
-            if (nl == NULL) {
-                if (len - pos > PROBE_CHUNK_LINE_MAX)
-                    return failed(p, PROBE_HTTP_BAD, pos, used);
-                *used = pos;
-                return PROBE_HTTP_MORE;
-            }
-            n = (size_t)(nl - (buf + pos));
-            if (n > PROBE_CHUNK_LINE_MAX || chunk_size(buf + pos, n, &size) != 0)
-                return failed(p, PROBE_HTTP_BAD, pos, used);
-            pos += n + 1;
-            if (size == 0) {
-                p->state = ST_TRAILER;
-                p->trailer = 0;
-            } else {
-                p->state = ST_CHUNK_DATA;
-                p->left = size;
-            }
-            continue;
-        }
+        case ST_CLOSE:
+            ev = feed_body(p, buf, len, &pos, used);
+            break;
+        case ST_CHUNK_SIZE:
+            ev = feed_chunk_size(p, buf, len, &pos, used);
+            break;
         case ST_CHUNK_CRLF:
-            if (pos < len && buf[pos] == '\n') {
-                pos++;
-            } else if (pos < len && buf[pos] == '\r') {
-                if (pos + 1 >= len) {
-                    *used = pos;
-                    return PROBE_HTTP_MORE;
-                }
-                if (buf[pos + 1] != '\n')
-                    return failed(p, PROBE_HTTP_BAD, pos, used);
-                pos += 2;
-            } else if (pos >= len) {
-                *used = pos;
-                return PROBE_HTTP_MORE;
-            } else {
-                return failed(p, PROBE_HTTP_BAD, pos, used);
-            }
-            p->state = ST_CHUNK_SIZE;
-            continue;
-        case ST_TRAILER: {
-            const char *nl = memchr(buf + pos, '\n', len - pos);
-            const char *s = buf + pos, *e, *name, *v;
-            size_t nlen, vlen;
-            if (nl == NULL) {
-                if (p->trailer + (len - pos) > PROBE_TRAILER_MAX)
-                    return failed(p, PROBE_HTTP_BAD, pos, used);
-                *used = pos;
-                return PROBE_HTTP_MORE;
-            }
-            e = nl > s && nl[-1] == '\r' ? nl - 1 : nl;
-            pos = (size_t)(nl - buf) + 1;
-            if (e == s) {
-                p->state = ST_DONE;
-                *used = pos;
-                return PROBE_HTTP_DONE;
-            }
-            p->trailer += (size_t)(nl - s) + 1;
-            if (p->trailer > PROBE_TRAILER_MAX || field_line(s, e, &name, &nlen, &v, &vlen) != 0)
-                return failed(p, PROBE_HTTP_BAD, pos, used);
-            continue;
-        }
+            ev = feed_chunk_crlf(p, buf, len, &pos, used);
+            break;
+        case ST_TRAILER:
+            ev = feed_trailer(p, buf, len, &pos, used);
+            break;
         default:
             *used = pos;
             return PROBE_HTTP_BAD;
         }
+        if (ev != FEED_ON)
+            return ev;
     }
 }
 

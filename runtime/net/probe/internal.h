@@ -23,7 +23,7 @@ enum {
 
 typedef struct probe_shared {
     const probe_config *cfg;
-    const char *req;              /* the request bytes (probe_http_request) */
+    char *req;                    /* the request bytes (probe_http_request) */
     size_t req_len;
     char *vreq[PROBE_MAX_VARIANTS]; /* the request bytes of each variant */
     size_t vreq_len[PROBE_MAX_VARIANTS];

@@ -209,23 +209,33 @@ static lua_Integer check_int(lua_State *L, int opts, const char *field, lua_Inte
 /* ---- result -------------------------------------------------------- */
 
 /* {p50, p90, p99, max, mean} of n sorted latencies (empty when n = 0). */
-static void push_latency(lua_State *L, const uint32_t *a, size_t n, const probe_result *r, int idx)
+static void push_latency(lua_State *L, const uint32_t *a, size_t n)
 {
     lua_createtable(L, 0, 5);
     if (n > 0) {
         double sum = 0;
         for (size_t i = 0; i < n; i++)
             sum += a[i];
-        lua_pushnumber(L, idx < 0 ? probe_percentile_ms(r, 0.50) : probe_vpercentile_ms(r, idx, 0.50));
+        lua_pushnumber(L, probe_rank_ms(a, n, 0.50));
         lua_setfield(L, -2, "p50");
-        lua_pushnumber(L, idx < 0 ? probe_percentile_ms(r, 0.90) : probe_vpercentile_ms(r, idx, 0.90));
+        lua_pushnumber(L, probe_rank_ms(a, n, 0.90));
         lua_setfield(L, -2, "p90");
-        lua_pushnumber(L, idx < 0 ? probe_percentile_ms(r, 0.99) : probe_vpercentile_ms(r, idx, 0.99));
+        lua_pushnumber(L, probe_rank_ms(a, n, 0.99));
         lua_setfield(L, -2, "p99");
         lua_pushnumber(L, a[n - 1] / 1000.0);
         lua_setfield(L, -2, "max");
         lua_pushnumber(L, sum / (double)n / 1000.0);
         lua_setfield(L, -2, "mean");
+    }
+}
+
+/* {ms, ...}: n latencies in milliseconds. */
+static void push_ms_list(lua_State *L, const uint32_t *a, size_t n)
+{
+    lua_createtable(L, (int)(n > 0x7fffffff ? 0x7fffffff : n), 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushnumber(L, a[i] / 1000.0);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
 }
 
@@ -261,7 +271,7 @@ static void push_by_version(lua_State *L, const probe_result *r, int latencies)
         lua_setfield(L, -2, "errors");
         lua_pushinteger(L, (lua_Integer)e);
         lua_setfield(L, -2, "error_total");
-        push_latency(L, r->vlat[i], r->nvlat[i], r, (int)i);
+        push_latency(L, r->vlat[i], r->nvlat[i]);
         lua_setfield(L, -2, "latency_ms");
         lua_setfield(L, -3, r->versions[i]);
         if (e > 0) {
@@ -277,11 +287,7 @@ static void push_by_version(lua_State *L, const probe_result *r, int latencies)
     if (latencies) {
         lua_createtable(L, 0, (int)r->nversions);
         for (size_t i = 0; i < r->nversions; i++) {
-            lua_createtable(L, (int)(r->nvlat[i] > 0x7fffffff ? 0x7fffffff : r->nvlat[i]), 0);
-            for (size_t j = 0; j < r->nvlat[i]; j++) {
-                lua_pushnumber(L, r->vlat[i][j] / 1000.0);
-                lua_rawseti(L, -2, (lua_Integer)j + 1);
-            }
+            push_ms_list(L, r->vlat[i], r->nvlat[i]);
             lua_setfield(L, -2, r->versions[i]);
         }
         lua_setfield(L, -2, "latencies");
@@ -373,29 +379,10 @@ static void push_variants(lua_State *L, const probe_state *st, int latencies)
         lua_setfield(L, -2, "errors");
         lua_pushinteger(L, (lua_Integer)e);
         lua_setfield(L, -2, "error_total");
-        lua_createtable(L, 0, 5);
-        if (t->nlat > 0) {
-            double sum = 0;
-            for (size_t i = 0; i < t->nlat; i++)
-                sum += t->lat[i];
-            lua_pushnumber(L, probe_variant_percentile_ms(r, v, 0.50));
-            lua_setfield(L, -2, "p50");
-            lua_pushnumber(L, probe_variant_percentile_ms(r, v, 0.90));
-            lua_setfield(L, -2, "p90");
-            lua_pushnumber(L, probe_variant_percentile_ms(r, v, 0.99));
-            lua_setfield(L, -2, "p99");
-            lua_pushnumber(L, t->lat[t->nlat - 1] / 1000.0);
-            lua_setfield(L, -2, "max");
-            lua_pushnumber(L, sum / (double)t->nlat / 1000.0);
-            lua_setfield(L, -2, "mean");
-        }
+        push_latency(L, t->lat, t->nlat);
         lua_setfield(L, -2, "latency_ms");
         if (latencies) {
-            lua_createtable(L, (int)(t->nlat > 0x7fffffff ? 0x7fffffff : t->nlat), 0);
-            for (size_t i = 0; i < t->nlat; i++) {
-                lua_pushnumber(L, t->lat[i] / 1000.0);
-                lua_rawseti(L, -2, (lua_Integer)i + 1);
-            }
+            push_ms_list(L, t->lat, t->nlat);
             lua_setfield(L, -2, "latencies");
         }
         lua_setfield(L, -2, st->vnames[v]);
@@ -445,7 +432,7 @@ static void push_result(lua_State *L, const probe_result *r, int latencies)
 
     push_by_version(L, r, latencies);
 
-    push_latency(L, r->latency_us, r->nlatency, r, -1);
+    push_latency(L, r->latency_us, r->nlatency);
     lua_setfield(L, -2, "latency_ms");
 
     lua_pushnumber(L, r->duration);

@@ -168,8 +168,7 @@ void probe_result_free(probe_result *res)
     res->nsamples = res->cap_samples = 0;
 }
 
-/* Nearest rank over n sorted latencies. */
-static double rank_ms(const uint32_t *a, size_t n, double p)
+double probe_rank_ms(const uint32_t *a, size_t n, double p)
 {
     size_t rank;
     if (n == 0)
@@ -184,17 +183,7 @@ static double rank_ms(const uint32_t *a, size_t n, double p)
 
 double probe_percentile_ms(const probe_result *res, double p)
 {
-    return rank_ms(res->latency_us, res->nlatency, p);
-}
-
-double probe_vpercentile_ms(const probe_result *res, int idx, double p)
-{
-    return rank_ms(res->vlat[idx], res->nvlat[idx], p);
-}
-
-double probe_variant_percentile_ms(const probe_result *res, int v, double p)
-{
-    return rank_ms(res->variants[v].lat, res->variants[v].nlat, p);
+    return probe_rank_ms(res->latency_us, res->nlatency, p);
 }
 
 void probe_result_sort(probe_result *res)

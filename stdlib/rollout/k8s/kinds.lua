@@ -38,11 +38,6 @@ local function res(group, version, resource, kind, namespaced)
   return { group = group, version = version, resource = resource, kind = kind, namespaced = namespaced }
 end
 
---- "group/version" (or "v1").
-function kinds.group_version(r)
-  return r.group == "" and r.version or (r.group .. "/" .. r.version)
-end
-
 --- The path of a resource: /api/v1[/namespaces/NS]/RES[/NAME[/SUB]] or
 -- /apis/G/V/...; ns is ignored for cluster-scoped resources, nil for all
 -- namespaces.

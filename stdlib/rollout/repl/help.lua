@@ -32,7 +32,7 @@ local function source_of(f)
   local info = debug.getinfo(f, "S")
   if info == nil or info.what == "C" then return nil end
   local path = info.source:match("^@(.*)$")
-  return path, info.linedefined, info
+  return path, info.linedefined
 end
 
 --- The text of a `--- ...` comment block ending just above line `at`
@@ -107,7 +107,7 @@ end
 
 --- Facts about a Lua function: {name =, params =, doc =, where =}.
 local function lua_function_info(f)
-  local path, line, info = source_of(f)
+  local path, line = source_of(f)
   if not path then return nil end
   local ok, sys = pcall(require, "rollout.sys")
   local root = ok and type(sys.root) == "string" and sys.root .. "/" or nil

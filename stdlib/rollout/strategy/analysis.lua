@@ -433,8 +433,6 @@ function analysis.sampler(opts)
   return smp
 end
 
-local function pct(x) return string.format("%.1f%%", 100 * x) end
-
 -- A judged measurement from a rollout.strategy.judge verdict.
 -- Each baseline version's own figures (n, errors, p50/p90/p99), so a
 -- pooled baseline can still be read version by version.

@@ -44,7 +44,6 @@ local fs = require "rollout.fs"
 local json = require "rollout.json"
 local journal = require "rollout.strategy.journal"
 local analysis = require "rollout.strategy.analysis"
-local weights_lib = require "rollout.weights"
 
 local strategy = {}
 

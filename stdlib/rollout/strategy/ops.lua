@@ -18,7 +18,6 @@ local ui = require "rollout.ui"
 local json = require "rollout.json"
 local time = require "rollout.time"
 local fs = require "rollout.fs"
-local sys = require "rollout.sys"
 
 local ops = {}
 

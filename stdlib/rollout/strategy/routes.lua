@@ -138,16 +138,4 @@ function routes.describe(list)
   return lines
 end
 
---- True when a request with `headers` (lowercase names) and `cookies`
--- matches the route: what the gateways do, for tests and previews.
-function routes.matches(route, headers, cookies)
-  for _, m in ipairs(route.match) do
-    local all = true
-    for h, v in pairs(m.headers or {}) do if headers[h] ~= v then all = false end end
-    for c, v in pairs(m.cookies or {}) do if (cookies or {})[c] ~= v then all = false end end
-    if all then return true end
-  end
-  return false
-end
-
 return routes

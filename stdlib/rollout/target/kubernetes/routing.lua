@@ -9,7 +9,6 @@
 --   routing.http_route(cfg, weights, opts)      -- Gateway API HTTPRoute, the same rules
 --   routing.manifests(cfg, weights, opts)       -- everything for cfg.kubernetes.routing, in apply order
 --   routing.route_weights(cfg, obj)             -- {v = weight} read back from a VirtualService/HTTPRoute
---   routing.route_versions(cfg, obj)            -- the versions the route knows
 --   routing.routes(cfg, obj)                    -- the strategy routes read back
 --   routing.check_routes(cfg, routes, deployed) -- strategy routes checked (refusal on bad input)
 --
@@ -739,14 +738,6 @@ function routing.route_weights(cfg, obj)
       out[m.exact] = 0
     end
   end
-  return out
-end
-
---- The versions a live route knows (sorted).
-function routing.route_versions(cfg, obj)
-  local out = {}
-  for v in pairs(routing.route_weights(cfg, obj) or {}) do out[#out + 1] = v end
-  table.sort(out)
   return out
 end
 
