@@ -757,43 +757,160 @@ static int is_merge_key(const yaml_event_t *ev)
            memcmp(ev->data.scalar.value, "<<", 2) == 0 && (tag == NULL || strcmp(tag, TAG_PREFIX "merge") == 0);
 }
 
-/* A sequence or a mapping: the current event is its start. */
-static int build_collection(yctx *c, int depth, lua_Integer *count, int *height)
+/* A collection being built: its stack slots and what it counted so far. */
+typedef struct ycoll {
+    int is_map;
+    const yaml_char_t *anchor;
+    int name;    /* stack index of the anchor's name, or of nil */
+    int t;       /* stack index of the table */
+    int at;      /* stack index of pos[t].at, 0 when positions are off */
+    int keys;    /* stack index of pos[t].keys (maps), else 0 */
+    int merges;  /* stack index of the list of merged mappings, 0 if none */
+    int h;       /* height */
+    lua_Integer total, i; /* nodes made; items of a sequence */
+} ycoll;
+
+/* Checks the start event (depth, stack, tag, node budget) and pushes the
+ * anchor's name (or nil) and the new table with its positions. */
+static int open_collection(yctx *c, int depth, ycoll *col)
 {
     lua_State *L = c->L;
     const yaml_event_t *ev = &c->y->ev;
-    int is_map = ev->type == YAML_MAPPING_START_EVENT;
     yaml_mark_t m = ev->start_mark;
-    const yaml_char_t *anchor = is_map ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
-    int name, t, at = 0, keys = 0, merges = 0, h = 1;
-    lua_Integer total = 1, i = 0;
-    char ktext[96];
 
+    col->is_map = ev->type == YAML_MAPPING_START_EVENT;
+    col->anchor = col->is_map ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
+    col->name = col->t = col->at = col->keys = col->merges = 0;
+    col->h = 1;
+    col->total = 1;
+    col->i = 0;
     if (depth + 1 > c->max_depth)
         return yerr(c, m, "nesting deeper than %d", c->max_depth);
     if (!lua_checkstack(L, 24))
         return yerr(c, m, "nesting too deep for the Lua stack");
-    if (check_collection_tag(c, is_map ? ev->data.mapping_start.tag : ev->data.sequence_start.tag,
-                             is_map ? "map" : "seq", m) != 0)
+    if (check_collection_tag(c, col->is_map ? ev->data.mapping_start.tag : ev->data.sequence_start.tag,
+                             col->is_map ? "map" : "seq", m) != 0)
         return -1;
     if (++c->nodes > c->max_nodes)
         return too_many_nodes(c, m);
-    if (anchor != NULL)
-        lua_pushstring(L, (const char *)anchor);
+    if (col->anchor != NULL)
+        lua_pushstring(L, (const char *)col->anchor);
     else
         lua_pushnil(L);
-    name = lua_gettop(L);
-    if (anchor != NULL)
-        inprog_add(c, name, 1);
+    col->name = lua_gettop(L);
+    if (col->anchor != NULL)
+        inprog_add(c, col->name, 1);
     lua_newtable(L);
-    t = lua_gettop(L);
-    rc_mark(L, t, is_map ? RC_OBJECT : RC_ARRAY);
+    col->t = lua_gettop(L);
+    rc_mark(L, col->t, col->is_map ? RC_OBJECT : RC_ARRAY);
     if (c->pos != 0) {
-        new_pos_entry(c, t, m, is_map);
-        at = t + 1;
-        keys = is_map ? t + 2 : 0;
+        new_pos_entry(c, col->t, m, col->is_map);
+        col->at = col->t + 1;
+        col->keys = col->is_map ? col->t + 2 : 0;
     }
+    return 0;
+}
 
+/* Pushes the key of a mapping entry (the current event; nothing for the
+ * merge key '<<', which sets *merge), checks it is a new scalar, and moves
+ * on to the value's first event. */
+static int build_key(yctx *c, int depth, ycoll *col, int *merge)
+{
+    lua_State *L = c->L;
+    const yaml_event_t *ev = &c->y->ev;
+    yaml_mark_t km = ev->start_mark;
+    lua_Integer n;
+    int ch;
+    char ktext[96];
+
+    if (ev->type == YAML_SCALAR_EVENT && is_merge_key(ev)) {
+        *merge = 1;
+        if (++c->nodes > c->max_nodes)
+            return too_many_nodes(c, km);
+        n = 1;
+    } else if (ev->type == YAML_SCALAR_EVENT) {
+        if (build_scalar(c, &n, &ch) != 0)
+            return -1;
+    } else if (ev->type == YAML_ALIAS_EVENT) {
+        if (build_alias(c, depth + 1, &n, &ch) != 0)
+            return -1;
+        if (lua_istable(L, -1))
+            return yerr(c, km, "mapping keys must be scalars (alias '*%.60s' is a collection)",
+                        (const char *)ev->data.alias.anchor);
+    } else {
+        return yerr(c, km, "mapping keys must be scalars");
+    }
+    col->total += n;
+    if (!*merge) {
+        if (lua_type(L, -1) == LUA_TNUMBER && isnan((double)lua_tonumber(L, -1)))
+            return yerr(c, km, "a mapping key cannot be NaN");
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, col->t) != LUA_TNIL) {
+            key_text(L, -2, ktext, sizeof ktext);
+            return yerr(c, km, "duplicate key %s", ktext);
+        }
+        lua_pop(L, 1);
+    }
+    return next_event(c);
+}
+
+/* Stores the value on top (with its key below it in a mapping) into the
+ * table, with its positions; a merge key's value joins the merges. */
+static int store_entry(yctx *c, ycoll *col, int merge, yaml_mark_t km, yaml_mark_t vm)
+{
+    lua_State *L = c->L;
+    if (!col->is_map) {
+        lua_rawseti(L, col->t, ++col->i);
+        if (col->at != 0) {
+            push_mark(c, vm);
+            lua_rawseti(L, col->at, col->i);
+        }
+    } else if (merge) {
+        if (col->merges == 0) {
+            lua_newtable(L);
+            lua_insert(L, -2);
+            col->merges = lua_gettop(L) - 1;
+        }
+        if (add_merge(c, col->merges, vm) != 0)
+            return -1;
+        lua_pop(L, 1);
+    } else {
+        if (col->at != 0) {
+            lua_pushvalue(L, -2);
+            push_mark(c, vm);
+            lua_rawset(L, col->at);
+            lua_pushvalue(L, -2);
+            push_mark(c, km);
+            lua_rawset(L, col->keys);
+        }
+        lua_rawset(L, col->t);
+    }
+    return 0;
+}
+
+/* After the end event: applies the merges, leaves only the table on the
+ * stack and registers it under its anchor. */
+static void close_collection(yctx *c, const ycoll *col)
+{
+    lua_State *L = c->L;
+    if (col->merges != 0)
+        apply_merges(c, col->t, col->merges, col->at, col->keys);
+    lua_settop(L, col->t);
+    if (col->anchor != NULL) {
+        inprog_add(c, col->name, -1);
+        register_anchor(c, col->name, col->total, col->h);
+    }
+    lua_remove(L, col->name);
+}
+
+/* A sequence or a mapping: the current event is its start. */
+static int build_collection(yctx *c, int depth, lua_Integer *count, int *height)
+{
+    const yaml_event_t *ev = &c->y->ev;
+    ycoll col;
+
+    if (open_collection(c, depth, &col) != 0)
+        return -1;
     for (;;) {
         yaml_mark_t km, vm;
         lua_Integer n;
@@ -803,81 +920,20 @@ static int build_collection(yctx *c, int depth, lua_Integer *count, int *height)
         if (ev->type == YAML_SEQUENCE_END_EVENT || ev->type == YAML_MAPPING_END_EVENT)
             break;
         km = ev->start_mark;
-        if (is_map) {
-            if (ev->type == YAML_SCALAR_EVENT && is_merge_key(ev)) {
-                merge = 1;
-                if (++c->nodes > c->max_nodes)
-                    return too_many_nodes(c, km);
-                n = 1;
-            } else if (ev->type == YAML_SCALAR_EVENT) {
-                if (build_scalar(c, &n, &ch) != 0)
-                    return -1;
-            } else if (ev->type == YAML_ALIAS_EVENT) {
-                if (build_alias(c, depth + 1, &n, &ch) != 0)
-                    return -1;
-                if (lua_istable(L, -1))
-                    return yerr(c, km, "mapping keys must be scalars (alias '*%.60s' is a collection)",
-                                (const char *)ev->data.alias.anchor);
-            } else {
-                return yerr(c, km, "mapping keys must be scalars");
-            }
-            total += n;
-            if (!merge) {
-                if (lua_type(L, -1) == LUA_TNUMBER && isnan((double)lua_tonumber(L, -1)))
-                    return yerr(c, km, "a mapping key cannot be NaN");
-                lua_pushvalue(L, -1);
-                if (lua_rawget(L, t) != LUA_TNIL) {
-                    key_text(L, -2, ktext, sizeof ktext);
-                    return yerr(c, km, "duplicate key %s", ktext);
-                }
-                lua_pop(L, 1);
-            }
-            if (next_event(c) != 0)
-                return -1;
-        }
+        if (col.is_map && build_key(c, depth, &col, &merge) != 0)
+            return -1;
         vm = ev->start_mark;
         if (build(c, depth + 1, &n, &ch) != 0)
             return -1;
-        total += n;
-        if (ch + 1 > h)
-            h = ch + 1;
-        if (!is_map) {
-            lua_rawseti(L, t, ++i);
-            if (at != 0) {
-                push_mark(c, vm);
-                lua_rawseti(L, at, i);
-            }
-        } else if (merge) {
-            if (merges == 0) {
-                lua_newtable(L);
-                lua_insert(L, -2);
-                merges = lua_gettop(L) - 1;
-            }
-            if (add_merge(c, merges, vm) != 0)
-                return -1;
-            lua_pop(L, 1);
-        } else {
-            if (at != 0) {
-                lua_pushvalue(L, -2);
-                push_mark(c, vm);
-                lua_rawset(L, at);
-                lua_pushvalue(L, -2);
-                push_mark(c, km);
-                lua_rawset(L, keys);
-            }
-            lua_rawset(L, t);
-        }
+        col.total += n;
+        if (ch + 1 > col.h)
+            col.h = ch + 1;
+        if (store_entry(c, &col, merge, km, vm) != 0)
+            return -1;
     }
-    if (merges != 0)
-        apply_merges(c, t, merges, at, keys);
-    lua_settop(L, t);
-    if (anchor != NULL) {
-        inprog_add(c, name, -1);
-        register_anchor(c, name, total, h);
-    }
-    lua_remove(L, name);
-    *count = total;
-    *height = h;
+    close_collection(c, &col);
+    *count = col.total;
+    *height = col.h;
     return 0;
 }
 

@@ -122,86 +122,95 @@ static void set_string(lua_State *L, CURL *e, CURLoption opt, int opts, const ch
 
 /* ---- http.request -------------------------------------------------- */
 
-static int h_request(lua_State *L)
-{
-    http_req *r;
-    CURL *e;
+/* What http.request read from its options table (strings anchored by it). */
+typedef struct req_opts {
     const char *url, *method, *body;
-    size_t body_len = 0;
+    size_t body_len;
     lua_Integer max_body;
     double timeout, connect_timeout;
-    CURLcode rc;
-    long status = 0;
-    curl_off_t total_us = 0;
-    int ok;
+} req_opts;
 
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-
-    r = lua_newuserdatauv(L, sizeof *r, 0); /* 2 */
-    memset(r, 0, sizeof *r);
-    luaL_setmetatable(L, HTTP_REQUEST);
-
+/* Reads url, body, method, timeout, connect_timeout and max_body from the
+ * options (stack 1). Misuse raises. */
+static void read_opts(lua_State *L, req_opts *o)
+{
+    double mb;
     lua_getfield(L, 1, "url");
     if (lua_type(L, -1) != LUA_TSTRING)
-        return luaL_error(L, "field 'url' must be a string (got %s)", luaL_typename(L, -1));
-    url = lua_tostring(L, -1); /* anchored by the options table */
+        luaL_error(L, "field 'url' must be a string (got %s)", luaL_typename(L, -1));
+    o->url = lua_tostring(L, -1); /* anchored by the options table */
     lua_pop(L, 1);
     lua_getfield(L, 1, "body");
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
-        return luaL_error(L, "field 'body' must be a string (got %s)", luaL_typename(L, -1));
-    body = lua_tolstring(L, -1, &body_len);
+        luaL_error(L, "field 'body' must be a string (got %s)", luaL_typename(L, -1));
+    o->body_len = 0;
+    o->body = lua_tolstring(L, -1, &o->body_len);
     lua_pop(L, 1);
-    method = rollout_optfield_string(L, 1, "method", body ? "POST" : "GET");
-    if (!curlx_is_token(method))
-        return luaL_error(L, "field 'method' must be an HTTP method name");
-    timeout = seconds_field(L, 1, "timeout", 30);
-    connect_timeout = seconds_field(L, 1, "connect_timeout", 10);
-    {
-        double mb = rollout_optfield_number(L, 1, "max_body", (double)DEFAULT_MAX_BODY);
-        if (!(mb >= 0 && mb <= 9007199254740992.0))
-            return luaL_error(L, "field 'max_body' must be a number of bytes >= 0");
-        max_body = (lua_Integer)mb;
-    }
-    r->max_body = (size_t)max_body;
+    o->method = rollout_optfield_string(L, 1, "method", o->body ? "POST" : "GET");
+    if (!curlx_is_token(o->method))
+        luaL_error(L, "field 'method' must be an HTTP method name");
+    o->timeout = seconds_field(L, 1, "timeout", 30);
+    o->connect_timeout = seconds_field(L, 1, "connect_timeout", 10);
+    mb = rollout_optfield_number(L, 1, "max_body", (double)DEFAULT_MAX_BODY);
+    if (!(mb >= 0 && mb <= 9007199254740992.0))
+        luaL_error(L, "field 'max_body' must be a number of bytes >= 0");
+    o->max_body = (lua_Integer)mb;
+}
 
+/* Reads opts.headers into the request's list, plus an empty Expect: when
+ * there is a body. Misuse raises. */
+static void read_req_headers(lua_State *L, http_req *r, int has_body)
+{
     lua_getfield(L, 1, "headers");
     curlx_read_headers(L, -1, &r->headers);
     lua_pop(L, 1);
-    if (body != NULL) { /* no "Expect: 100-continue" round trip */
+    if (has_body) { /* no "Expect: 100-continue" round trip */
         struct curl_slist *l = curl_slist_append(r->headers, "Expect:");
         if (l == NULL)
-            return luaL_error(L, "out of memory");
+            luaL_error(L, "out of memory");
         r->headers = l;
     }
+}
 
+/* Creates the request's curl handle and sets the URL, callbacks, limits,
+ * timeouts, ^C guard, headers, method and body. Failures raise. */
+static CURL *open_handle(lua_State *L, http_req *r, const req_opts *o)
+{
+    CURL *e;
+    int ok;
     if (curlx_init() != CURLE_OK)
-        return luaL_error(L, "curl_global_init failed");
+        luaL_error(L, "curl_global_init failed");
     e = r->e = curl_easy_init();
     if (e == NULL)
-        return luaL_error(L, "out of memory");
+        luaL_error(L, "out of memory");
     ok = curlx_common(e) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_URL, url) == CURLE_OK &&
+         curl_easy_setopt(e, CURLOPT_URL, o->url) == CURLE_OK &&
          curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf) == CURLE_OK &&
          curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) == CURLE_OK &&
          curl_easy_setopt(e, CURLOPT_WRITEDATA, r) == CURLE_OK &&
          curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) == CURLE_OK &&
          curl_easy_setopt(e, CURLOPT_HEADERDATA, r) == CURLE_OK &&
-         curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_body) == CURLE_OK;
+         curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_body) == CURLE_OK;
     if (!ok)
-        return luaL_error(L, "cannot set up a curl handle");
-    curlx_timeouts(e, timeout, connect_timeout);
+        luaL_error(L, "cannot set up a curl handle");
+    curlx_timeouts(e, o->timeout, o->connect_timeout);
     curlx_guard_attach(e, &r->guard); /* ^C also inside a long transfer */
     if (r->headers != NULL)
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-    if (strcmp(method, "HEAD") == 0)
+    if (strcmp(o->method, "HEAD") == 0)
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    else if (strcmp(method, "GET") != 0 && !(body != NULL && strcmp(method, "POST") == 0))
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    if (body != NULL) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body); /* anchored by the options */
+    else if (strcmp(o->method, "GET") != 0 && !(o->body != NULL && strcmp(o->method, "POST") == 0))
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o->method);
+    if (o->body != NULL) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, o->body); /* anchored by the options */
     }
+    return e;
+}
+
+/* Sets follow, verify and the TLS and unix-socket options. Misuse raises. */
+static void set_connection_opts(lua_State *L, CURL *e)
+{
     if (rollout_optfield_boolean(L, 1, "follow", 0)) {
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
@@ -217,23 +226,15 @@ static int h_request(lua_State *L)
     set_blob(L, e, CURLOPT_SSLCERT_BLOB, 1, "cert_data");
     set_blob(L, e, CURLOPT_SSLKEY_BLOB, 1, "key_data");
     set_string(L, e, CURLOPT_UNIX_SOCKET_PATH, 1, "unix_socket");
+}
 
-    rc = curlx_perform(e, &r->guard);
-
-    if (r->guard.stop == CURLX_INTERRUPTED) {
-        req_free(r);
-        return rollout_raise_interrupt(L);
-    }
-    if (rc != CURLE_OK) {
-        char limit[64];
-        snprintf(limit, sizeof limit, "%lld bytes", (long long)max_body);
-        curlx_fail(L, method, url, rc, r->errbuf, &r->guard, r->too_large, limit);
-        req_free(r);
-        return 4;
-    }
-
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_getinfo(e, CURLINFO_TOTAL_TIME_T, &total_us);
+/* Pushes {status=, headers=, body=, duration=} of the finished transfer. */
+static void push_response(lua_State *L, http_req *r)
+{
+    long status = 0;
+    curl_off_t total_us = 0;
+    curl_easy_getinfo(r->e, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(r->e, CURLINFO_TOTAL_TIME_T, &total_us);
     lua_createtable(L, 0, 4);
     lua_pushinteger(L, status);
     lua_setfield(L, -2, "status");
@@ -243,6 +244,43 @@ static int h_request(lua_State *L)
     lua_setfield(L, -2, "body");
     lua_pushnumber(L, (double)total_us / 1e6);
     lua_setfield(L, -2, "duration");
+}
+
+static int h_request(lua_State *L)
+{
+    http_req *r;
+    CURL *e;
+    req_opts o;
+    CURLcode rc;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+
+    r = lua_newuserdatauv(L, sizeof *r, 0); /* 2 */
+    memset(r, 0, sizeof *r);
+    luaL_setmetatable(L, HTTP_REQUEST);
+
+    read_opts(L, &o);
+    r->max_body = (size_t)o.max_body;
+    read_req_headers(L, r, o.body != NULL);
+    e = open_handle(L, r, &o);
+    set_connection_opts(L, e);
+
+    rc = curlx_perform(e, &r->guard);
+
+    if (r->guard.stop == CURLX_INTERRUPTED) {
+        req_free(r);
+        return rollout_raise_interrupt(L);
+    }
+    if (rc != CURLE_OK) {
+        char limit[64];
+        snprintf(limit, sizeof limit, "%lld bytes", (long long)o.max_body);
+        curlx_fail(L, o.method, o.url, rc, r->errbuf, &r->guard, r->too_large, limit);
+        req_free(r);
+        return 4;
+    }
+
+    push_response(L, r);
     req_free(r);
     return 1;
 }

@@ -376,33 +376,27 @@ static int await_exec(lua_State *L, run_state *st, const px_spec *spec, double d
     return px_fail_exec(L, spec, &msg);
 }
 
-/* proc.run{argv=, env=, clear_env=, cwd=, stdin=, timeout=, stdout=, stderr=,
- *          max_output=} -> {status=, signal=, stdout=, stderr=, duration=
- *          [, truncated=true]} | nil, msg, code, raw [, partial] */
-int px_run(lua_State *L)
+/* Reads opts.timeout (HUGE_VAL when absent) and opts.max_output. Misuse
+ * raises. */
+static void read_limits(lua_State *L, double *timeout, double *max_output)
 {
-    px_spec spec;
-    run_state *st;
-    int out_mode, err_mode, err, r;
-    double timeout = HUGE_VAL, deadline, max_output;
-    sigset_t old;
-    pid_t pid;
-
-    luaL_checktype(L, 1, LUA_TTABLE);
-    out_mode = io_mode(L, "stdout", 0);
-    err_mode = io_mode(L, "stderr", 1);
+    *timeout = HUGE_VAL;
     lua_getfield(L, 1, "timeout");
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0))
-            return luaL_error(L, "field 'timeout' must be a positive number of seconds");
-        timeout = lua_tonumber(L, -1);
+            luaL_error(L, "field 'timeout' must be a positive number of seconds");
+        *timeout = lua_tonumber(L, -1);
     }
     lua_pop(L, 1);
-    max_output = rollout_optfield_number(L, 1, "max_output", DEFAULT_MAX_OUTPUT);
-    if (!(max_output >= 0) || max_output > 4e18)
-        return luaL_error(L, "field 'max_output' must be a number of bytes >= 0");
+    *max_output = rollout_optfield_number(L, 1, "max_output", DEFAULT_MAX_OUTPUT);
+    if (!(*max_output >= 0) || *max_output > 4e18)
+        luaL_error(L, "field 'max_output' must be a number of bytes >= 0");
+}
 
-    st = lua_newuserdatauv(L, sizeof *st, 0);
+/* Pushes a fresh run state (every fd -1, released by __gc) and returns it. */
+static run_state *new_run_state(lua_State *L, double max_output)
+{
+    run_state *st = lua_newuserdatauv(L, sizeof *st, 0);
     memset(st, 0, sizeof *st);
     st->in_fd = st->out_fd = st->err_fd = st->pidfd = -1;
     st->child_in = st->child_out = st->child_err = st->null_fd = st->report_r = st->report_w = -1;
@@ -412,31 +406,42 @@ int px_run(lua_State *L)
         lua_setfield(L, -2, "__gc");
     }
     lua_setmetatable(L, -2);
+    return st;
+}
 
+/* Reads opts.stdin (a string, anchored by the table, or nil). Misuse raises. */
+static void read_stdin(lua_State *L, run_state *st)
+{
     lua_getfield(L, 1, "stdin");
     if (lua_type(L, -1) == LUA_TSTRING)
         st->input = lua_tolstring(L, -1, &st->input_len); /* anchored by the table */
     else if (!lua_isnil(L, -1))
-        return luaL_error(L, "field 'stdin' must be a string (got %s)", luaL_typename(L, -1));
+        luaL_error(L, "field 'stdin' must be a string (got %s)", luaL_typename(L, -1));
     lua_pop(L, 1);
+}
 
-    if ((r = px_read_spec(L, 1, &spec)) != 0)
-        return r;
+/* Opens the pipes and forks the child into its own group, tracked for ^C:
+ * 0 once it runs, else everything released and the failure pushed. */
+static int start_child(lua_State *L, run_state *st, const px_spec *spec, int out_mode, int err_mode)
+{
+    sigset_t old;
+    pid_t pid;
+    int err;
+
     if ((err = open_fds(st, out_mode, err_mode)) != 0) {
         run_release(st);
-        return rollout_fail_errno(L, err, "cannot run '%s'", spec.argv[0]);
+        return rollout_fail_errno(L, err, "cannot run '%s'", spec->argv[0]);
     }
-
     px_block_signals(&old);
     st->start = rollout_now();
     pid = fork();
     if (pid == 0)
-        child_exec(st, &spec, out_mode, err_mode);
+        child_exec(st, spec, out_mode, err_mode);
     if (pid < 0) {
         err = errno;
         px_restore_signals(&old);
         run_release(st);
-        return rollout_fail_errno(L, err, "cannot run '%s': fork", spec.argv[0]);
+        return rollout_fail_errno(L, err, "cannot run '%s': fork", spec->argv[0]);
     }
     setpgid(pid, pid); /* also here, so the group exists before we signal it */
     st->pid = pid;
@@ -445,65 +450,103 @@ int px_run(lua_State *L)
     px_restore_signals(&old);
     if (err) { /* ^C could not stop it: it does not run at all */
         run_release(st);
-        return rollout_fail(L, ROLLOUT_E_IO, "ENOMEM", "cannot run '%s': out of memory", spec.argv[0]);
+        return rollout_fail(L, ROLLOUT_E_IO, "ENOMEM", "cannot run '%s': out of memory", spec->argv[0]);
     }
     close_child_ends(st);
+    return 0;
+}
 
-    deadline = st->start + timeout;
-    if ((r = await_exec(L, st, &spec, deadline, timeout)) != 0)
-        return r;
-    st->pidfd = (int)syscall(SYS_pidfd_open, pid, 0); /* -1 on old kernels: we tick instead */
+/* One poll round of at most `left` seconds: feeds stdin and reads stdout
+ * and stderr as far as they are ready. */
+static void pump_io(run_state *st, double left)
+{
+    struct pollfd fds[4];
+    int nfds = 0, ms, in_i = -1, out_i = -1, err_i = -1;
+    double wait;
+    if (st->in_fd >= 0) {
+        fds[nfds].fd = st->in_fd;
+        fds[nfds].events = POLLOUT;
+        in_i = nfds++;
+    }
+    if (st->out_fd >= 0) {
+        fds[nfds].fd = st->out_fd;
+        fds[nfds].events = POLLIN;
+        out_i = nfds++;
+    }
+    if (st->err_fd >= 0) {
+        fds[nfds].fd = st->err_fd;
+        fds[nfds].events = POLLIN;
+        err_i = nfds++;
+    }
+    if (st->pidfd >= 0) {
+        fds[nfds].fd = st->pidfd;
+        fds[nfds].events = POLLIN;
+        nfds++;
+    }
+    /* wake up now and then to notice a ^C that hit before poll() */
+    wait = st->pidfd >= 0 ? 0.1 : 0.02;
+    if (left < wait)
+        wait = left;
+    ms = (int)ceil(wait * 1000.0);
+    if (poll(fds, (nfds_t)nfds, ms) <= 0)
+        return; /* timeout or EINTR: the caller's checks decide */
+    if (in_i >= 0 && fds[in_i].revents)
+        write_some(st);
+    if (out_i >= 0 && fds[out_i].revents)
+        read_some(&st->out_fd, &st->out, 0);
+    if (err_i >= 0 && fds[err_i].revents)
+        read_some(&st->err_fd, &st->err, 0);
+}
+
+/* Exchanges data with the exec'd child until it exits: 0 then (its output
+ * drained), else (^C, timeout) the results of the failure pushed. */
+static int await_exit(lua_State *L, run_state *st, const px_spec *spec, double deadline, double timeout)
+{
+    st->pidfd = (int)syscall(SYS_pidfd_open, st->pid, 0); /* -1 on old kernels: we tick instead */
     set_nonblock(st->in_fd);
     set_nonblock(st->out_fd);
     set_nonblock(st->err_fd);
-
     for (;;) {
-        struct pollfd fds[4];
-        int nfds = 0, ms, in_i = -1, out_i = -1, err_i = -1;
-        double now, wait;
+        double now;
         if (try_reap(st)) {
             drain(st); /* what it wrote is in the pipes; grandchildren may hold them open */
-            break;
+            return 0;
         }
         if (rollout_interrupted())
             return interrupted(L, st);
         now = rollout_now();
         if (now >= deadline)
-            return timed_out(L, st, &spec, timeout);
-        if (st->in_fd >= 0) {
-            fds[nfds].fd = st->in_fd;
-            fds[nfds].events = POLLOUT;
-            in_i = nfds++;
-        }
-        if (st->out_fd >= 0) {
-            fds[nfds].fd = st->out_fd;
-            fds[nfds].events = POLLIN;
-            out_i = nfds++;
-        }
-        if (st->err_fd >= 0) {
-            fds[nfds].fd = st->err_fd;
-            fds[nfds].events = POLLIN;
-            err_i = nfds++;
-        }
-        if (st->pidfd >= 0) {
-            fds[nfds].fd = st->pidfd;
-            fds[nfds].events = POLLIN;
-            nfds++;
-        }
-        /* wake up now and then to notice a ^C that hit before poll() */
-        wait = st->pidfd >= 0 ? 0.1 : 0.02;
-        if (deadline - now < wait)
-            wait = deadline - now;
-        ms = (int)ceil(wait * 1000.0);
-        if (poll(fds, (nfds_t)nfds, ms) <= 0)
-            continue; /* timeout or EINTR: the checks above decide */
-        if (in_i >= 0 && fds[in_i].revents)
-            write_some(st);
-        if (out_i >= 0 && fds[out_i].revents)
-            read_some(&st->out_fd, &st->out, 0);
-        if (err_i >= 0 && fds[err_i].revents)
-            read_some(&st->err_fd, &st->err, 0);
+            return timed_out(L, st, spec, timeout);
+        pump_io(st, deadline - now);
     }
+}
+
+/* proc.run{argv=, env=, clear_env=, cwd=, stdin=, timeout=, stdout=, stderr=,
+ *          max_output=} -> {status=, signal=, stdout=, stderr=, duration=
+ *          [, truncated=true]} | nil, msg, code, raw [, partial] */
+int px_run(lua_State *L)
+{
+    px_spec spec;
+    run_state *st;
+    int out_mode, err_mode, r;
+    double timeout, deadline, max_output;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    out_mode = io_mode(L, "stdout", 0);
+    err_mode = io_mode(L, "stderr", 1);
+    read_limits(L, &timeout, &max_output);
+    st = new_run_state(L, max_output);
+    read_stdin(L, st);
+    if ((r = px_read_spec(L, 1, &spec)) != 0)
+        return r;
+    if ((r = start_child(L, st, &spec, out_mode, err_mode)) != 0)
+        return r;
+
+    deadline = st->start + timeout;
+    if ((r = await_exec(L, st, &spec, deadline, timeout)) != 0)
+        return r;
+    if ((r = await_exit(L, st, &spec, deadline, timeout)) != 0)
+        return r;
     push_result(L, st);
     run_release(st);
     return 1;

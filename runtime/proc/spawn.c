@@ -114,33 +114,24 @@ static int read_reports(spawn_state *st, pid_t *pid, px_msg *fail)
     return failed;
 }
 
-/* proc.spawn{argv=, log=, pidfile=, cwd=, env=, clear_env=} -> pid | nil, msg, code, raw */
-int px_spawn(lua_State *L)
+/* Pushes a fresh spawn state (every fd -1, closed by __gc) and returns it. */
+static spawn_state *new_spawn_state(lua_State *L)
 {
-    px_spec spec;
-    spawn_state *st;
-    const char *log, *pidfile;
-    pid_t mid, pid = 0;
-    px_msg fail;
-    sigset_t old;
-    int r, err, p[2];
-
-    luaL_checktype(L, 1, LUA_TTABLE);
-    log = rollout_optfield_string(L, 1, "log", NULL);
-    pidfile = rollout_optfield_string(L, 1, "pidfile", NULL);
-    st = lua_newuserdatauv(L, sizeof *st, 0);
+    spawn_state *st = lua_newuserdatauv(L, sizeof *st, 0);
     st->null_fd = st->log_fd = st->report_r = st->report_w = -1;
     if (luaL_newmetatable(L, SPAWN_MT)) {
         lua_pushcfunction(L, spawn_gc);
         lua_setfield(L, -2, "__gc");
     }
     lua_setmetatable(L, -2);
-    if ((r = px_read_spec(L, 1, &spec)) != 0)
-        return r;
+    return st;
+}
 
-    st->null_fd = px_fd_above2(open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (st->null_fd < 0)
-        return rollout_fail_errno(L, errno, "cannot open /dev/null");
+/* Opens the daemon's stdout+stderr (log, or /dev/null): 0, else the state
+ * released and the failure pushed. */
+static int open_log(lua_State *L, spawn_state *st, const char *log)
+{
+    int err;
     if (log == NULL) {
         st->log_fd = px_fd_above2(open("/dev/null", O_WRONLY | O_CLOEXEC));
     } else {
@@ -171,54 +162,114 @@ int px_spawn(lua_State *L)
         spawn_release(st);
         return rollout_fail_errno(L, err, "cannot open the log '%s'", log ? log : "/dev/null");
     }
+    return 0;
+}
+
+/* Opens /dev/null for stdin, the log and the report pipe: 0, else the
+ * failure pushed. */
+static int open_fds(lua_State *L, spawn_state *st, const char *log, const px_spec *spec)
+{
+    int r, err, p[2];
+    st->null_fd = px_fd_above2(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (st->null_fd < 0)
+        return rollout_fail_errno(L, errno, "cannot open /dev/null");
+    if ((r = open_log(L, st, log)) != 0)
+        return r;
     if (pipe2(p, O_CLOEXEC) != 0 || (p[0] = px_fd_above2(p[0])) < 0 || (p[1] = px_fd_above2(p[1])) < 0) {
         err = errno;
         spawn_release(st);
-        return rollout_fail_errno(L, err, "cannot run '%s': pipe", spec.argv[0]);
+        return rollout_fail_errno(L, err, "cannot run '%s': pipe", spec->argv[0]);
     }
     st->report_r = p[0];
     st->report_w = p[1];
+    return 0;
+}
 
+/* Forks the intermediate child (which starts the daemon) and reaps it,
+ * keeping only the read end of the report pipe: 0, else the failure pushed. */
+static int start_daemon(lua_State *L, spawn_state *st, const px_spec *spec)
+{
+    sigset_t old;
+    pid_t mid;
+    int err;
     px_block_signals(&old);
     mid = fork();
     if (mid == 0)
-        intermediate(st, &spec);
+        intermediate(st, spec);
     err = errno;
     px_restore_signals(&old);
     if (mid < 0) {
         spawn_release(st);
-        return rollout_fail_errno(L, err, "cannot run '%s': fork", spec.argv[0]);
+        return rollout_fail_errno(L, err, "cannot run '%s': fork", spec->argv[0]);
     }
     close_fd(&st->report_w);
     close_fd(&st->null_fd);
     close_fd(&st->log_fd);
     while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
         ; /* it exits right after the second fork */
+    return 0;
+}
 
-    r = read_reports(st, &pid, &fail);
-    spawn_release(st);
+/* Turns what read_reports returned into 0 (the daemon runs as pid), or
+ * raises ^C, or pushes the failure (killing a daemon that is late). */
+static int check_started(lua_State *L, int r, pid_t pid, const px_msg *fail, const px_spec *spec)
+{
     if (r == -2) {
         return rollout_raise_interrupt(L);
     }
     if (r == -1) {
         if (pid > 0)
             kill(pid, SIGKILL);
-        return rollout_fail(L, ROLLOUT_E_TIMEOUT, NULL, "cannot run '%s': it did not start within %ds", spec.argv[0],
+        return rollout_fail(L, ROLLOUT_E_TIMEOUT, NULL, "cannot run '%s': it did not start within %ds", spec->argv[0],
                             (int)START_TIMEOUT);
     }
     if (r == 1)
-        return px_fail_exec(L, &spec, &fail);
+        return px_fail_exec(L, spec, fail);
     if (pid <= 0)
-        return rollout_fail(L, ROLLOUT_E_IO, "EIO", "cannot run '%s': the intermediate process failed", spec.argv[0]);
-    if (pidfile != NULL) {
-        char buf[32];
-        int n = snprintf(buf, sizeof buf, "%ld\n", (long)pid);
-        err = rollout_write_atomic(pidfile, buf, (size_t)n, 0644, 1);
-        if (err != 0) {
-            kill(pid, SIGKILL); /* nobody could find it to stop it */
-            return rollout_fail_errno(L, err, "cannot write the pidfile '%s'", pidfile);
-        }
+        return rollout_fail(L, ROLLOUT_E_IO, "EIO", "cannot run '%s': the intermediate process failed", spec->argv[0]);
+    return 0;
+}
+
+/* Writes "pid\n" to pidfile: 0, else the daemon killed and the failure pushed. */
+static int write_pidfile(lua_State *L, const char *pidfile, pid_t pid)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)pid);
+    int err = rollout_write_atomic(pidfile, buf, (size_t)n, 0644, 1);
+    if (err != 0) {
+        kill(pid, SIGKILL); /* nobody could find it to stop it */
+        return rollout_fail_errno(L, err, "cannot write the pidfile '%s'", pidfile);
     }
+    return 0;
+}
+
+/* proc.spawn{argv=, log=, pidfile=, cwd=, env=, clear_env=} -> pid | nil, msg, code, raw */
+int px_spawn(lua_State *L)
+{
+    px_spec spec;
+    spawn_state *st;
+    const char *log, *pidfile;
+    pid_t pid = 0;
+    px_msg fail;
+    int r;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    log = rollout_optfield_string(L, 1, "log", NULL);
+    pidfile = rollout_optfield_string(L, 1, "pidfile", NULL);
+    st = new_spawn_state(L);
+    if ((r = px_read_spec(L, 1, &spec)) != 0)
+        return r;
+    if ((r = open_fds(L, st, log, &spec)) != 0)
+        return r;
+    if ((r = start_daemon(L, st, &spec)) != 0)
+        return r;
+
+    r = read_reports(st, &pid, &fail);
+    spawn_release(st);
+    if ((r = check_started(L, r, pid, &fail, &spec)) != 0)
+        return r;
+    if (pidfile != NULL && (r = write_pidfile(L, pidfile, pid)) != 0)
+        return r;
     lua_pushinteger(L, (lua_Integer)pid);
     return 1;
 }

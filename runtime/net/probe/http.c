@@ -52,91 +52,117 @@ static int has_header(const struct curl_slist *h, const char *name)
     return 0;
 }
 
-int probe_http_request(const probe_config *cfg, char **out, size_t *outlen, int *tls, char *err,
-                       size_t errlen)
+/* The parts of the probe's URL, each from libcurl (curl_free) or NULL. */
+typedef struct url_parts {
+    char *scheme, *host, *port, *path, *query, *user, *pass;
+} url_parts;
+
+/* Parses url into p (an http or https URL, with its credentials decoded):
+ * 0, or -1 with the message in err. p is freed by free_url_parts either way. */
+static int split_url(CURLU *u, const char *url, url_parts *p, char *err, size_t errlen)
 {
-    CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL;
-    char *user = NULL, *pass = NULL;
-    const char *method = cfg->method != NULL ? cfg->method : "GET";
-    rbuf b = RBUF_INIT;
-    int rc = -1;
     unsigned host_flags = 0;
     CURLUcode uc;
-
 #ifdef CURLU_PUNYCODE
     host_flags = CURLU_PUNYCODE; /* an IDN host as libcurl sends it */
 #endif
-    *out = NULL;
-    *outlen = 0;
-    if (u == NULL) {
-        snprintf(err, errlen, "out of memory");
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &p->scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &p->host, host_flags) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PORT, &p->port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PATH, &p->path, CURLU_URLENCODE) != CURLUE_OK) {
+        snprintf(err, errlen, "not a URL libcurl can use");
         return -1;
     }
-    if (curl_url_set(u, CURLUPART_URL, cfg->url, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_HOST, &host, host_flags) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_PATH, &path, CURLU_URLENCODE) != CURLUE_OK) {
-        snprintf(err, errlen, "not a URL libcurl can use");
-        goto out;
-    }
-    if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
+    if (strcmp(p->scheme, "http") != 0 && strcmp(p->scheme, "https") != 0) {
         snprintf(err, errlen, "not an http or https URL");
-        goto out;
+        return -1;
     }
-    (void)curl_url_get(u, CURLUPART_QUERY, &query, 0);
-    uc = curl_url_get(u, CURLUPART_USER, &user, CURLU_URLDECODE);
+    (void)curl_url_get(u, CURLUPART_QUERY, &p->query, 0);
+    uc = curl_url_get(u, CURLUPART_USER, &p->user, CURLU_URLDECODE);
     if (uc != CURLUE_OK && uc != CURLUE_NO_USER) {
         snprintf(err, errlen, "bad user name in the URL");
-        goto out;
+        return -1;
     }
-    uc = curl_url_get(u, CURLUPART_PASSWORD, &pass, CURLU_URLDECODE);
+    uc = curl_url_get(u, CURLUPART_PASSWORD, &p->pass, CURLU_URLDECODE);
     if (uc != CURLUE_OK && uc != CURLUE_NO_PASSWORD) {
         snprintf(err, errlen, "bad password in the URL");
-        goto out;
+        return -1;
     }
-    *tls = strcmp(scheme, "https") == 0;
+    return 0;
+}
 
-    rbuf_adds(&b, method);
-    rbuf_adds(&b, " ");
-    rbuf_adds(&b, path[0] != '\0' ? path : "/");
-    if (query != NULL) {
-        rbuf_adds(&b, "?");
-        rbuf_adds(&b, query);
+/* Frees the parts, wiping the password first. */
+static void free_url_parts(url_parts *p)
+{
+    curl_free(p->scheme);
+    curl_free(p->host);
+    curl_free(p->port);
+    curl_free(p->path);
+    curl_free(p->query);
+    curl_free(p->user);
+    if (p->pass != NULL)
+        memset(p->pass, 0, strlen(p->pass));
+    curl_free(p->pass);
+}
+
+/* "METHOD /path?query HTTP/1.1" */
+static void add_request_line(rbuf *b, const char *method, const url_parts *p)
+{
+    rbuf_adds(b, method);
+    rbuf_adds(b, " ");
+    rbuf_adds(b, p->path[0] != '\0' ? p->path : "/");
+    if (p->query != NULL) {
+        rbuf_adds(b, "?");
+        rbuf_adds(b, p->query);
     }
-    rbuf_adds(&b, " HTTP/1.1\r\n");
-    if (!has_header(cfg->headers, "Host")) {
-        rbuf_adds(&b, "Host: ");
-        rbuf_adds(&b, host);
-        if (strcmp(port, *tls ? "443" : "80") != 0) {
-            rbuf_adds(&b, ":");
-            rbuf_adds(&b, port);
-        }
-        rbuf_adds(&b, "\r\n");
+    rbuf_adds(b, " HTTP/1.1\r\n");
+}
+
+/* Host (with the port unless the scheme's default), unless the caller sets one. */
+static void add_host(rbuf *b, const struct curl_slist *headers, const url_parts *p, int tls)
+{
+    if (has_header(headers, "Host"))
+        return;
+    rbuf_adds(b, "Host: ");
+    rbuf_adds(b, p->host);
+    if (strcmp(p->port, tls ? "443" : "80") != 0) {
+        rbuf_adds(b, ":");
+        rbuf_adds(b, p->port);
     }
-    if ((user != NULL || pass != NULL) && !has_header(cfg->headers, "Authorization")) {
-        rbuf cred = RBUF_INIT;
-        rbuf_adds(&cred, user != NULL ? user : "");
-        rbuf_adds(&cred, ":");
-        rbuf_adds(&cred, pass != NULL ? pass : "");
-        rbuf_adds(&b, "Authorization: Basic ");
-        if (cred.oom)
-            b.oom = 1;
-        else
-            sb_base64(&b, (const unsigned char *)cred.p, cred.len);
-        rbuf_adds(&b, "\r\n");
-        rbuf_wipe(&cred); /* a secret */
-    }
-    if (!has_header(cfg->headers, "Accept"))
-        rbuf_adds(&b, "Accept: */*\r\n");
-    for (const struct curl_slist *h = cfg->headers; h != NULL; h = h->next) {
+    rbuf_adds(b, "\r\n");
+}
+
+/* Basic credentials from the URL, unless there are none or the caller sets
+ * Authorization. */
+static void add_basic_auth(rbuf *b, const struct curl_slist *headers, const url_parts *p)
+{
+    rbuf cred = RBUF_INIT;
+    if ((p->user == NULL && p->pass == NULL) || has_header(headers, "Authorization"))
+        return;
+    rbuf_adds(&cred, p->user != NULL ? p->user : "");
+    rbuf_adds(&cred, ":");
+    rbuf_adds(&cred, p->pass != NULL ? p->pass : "");
+    rbuf_adds(b, "Authorization: Basic ");
+    if (cred.oom)
+        b->oom = 1;
+    else
+        sb_base64(b, (const unsigned char *)cred.p, cred.len);
+    rbuf_adds(b, "\r\n");
+    rbuf_wipe(&cred); /* a secret */
+}
+
+/* The caller's headers as libcurl sends them: "Name;" as an empty value,
+ * blank values and nameless lines left out. */
+static void add_extra_headers(rbuf *b, const struct curl_slist *headers)
+{
+    for (const struct curl_slist *h = headers; h != NULL; h = h->next) {
         const char *colon = strchr(h->data, ':');
         if (colon == NULL) { /* "Name;": the name with an empty value */
             const char *semi = strchr(h->data, ';');
             if (semi != NULL && semi != h->data && semi[1] == '\0') {
-                rbuf_add(&b, h->data, (size_t)(semi - h->data));
-                rbuf_adds(&b, ":\r\n");
+                rbuf_add(b, h->data, (size_t)(semi - h->data));
+                rbuf_adds(b, ":\r\n");
             }
             continue;
         }
@@ -149,9 +175,36 @@ int probe_http_request(const probe_config *cfg, char **out, size_t *outlen, int 
             if (*v == '\0')
                 continue; /* blank: sent by no one */
         }
-        rbuf_adds(&b, h->data);
-        rbuf_adds(&b, "\r\n");
+        rbuf_adds(b, h->data);
+        rbuf_adds(b, "\r\n");
     }
+}
+
+int probe_http_request(const probe_config *cfg, char **out, size_t *outlen, int *tls, char *err,
+                       size_t errlen)
+{
+    CURLU *u = curl_url();
+    url_parts p = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    const char *method = cfg->method != NULL ? cfg->method : "GET";
+    rbuf b = RBUF_INIT;
+    int rc = -1;
+
+    *out = NULL;
+    *outlen = 0;
+    if (u == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (split_url(u, cfg->url, &p, err, errlen) != 0)
+        goto out;
+    *tls = strcmp(p.scheme, "https") == 0;
+
+    add_request_line(&b, method, &p);
+    add_host(&b, cfg->headers, &p, *tls);
+    add_basic_auth(&b, cfg->headers, &p);
+    if (!has_header(cfg->headers, "Accept"))
+        rbuf_adds(&b, "Accept: */*\r\n");
+    add_extra_headers(&b, cfg->headers);
     rbuf_adds(&b, "\r\n");
     if (b.oom) {
         snprintf(err, errlen, "out of memory");
@@ -163,15 +216,7 @@ int probe_http_request(const probe_config *cfg, char **out, size_t *outlen, int 
     rc = 0;
 out:
     rbuf_wipe(&b); /* may hold credentials */
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(port);
-    curl_free(path);
-    curl_free(query);
-    curl_free(user);
-    if (pass != NULL)
-        memset(pass, 0, strlen(pass));
-    curl_free(pass);
+    free_url_parts(&p);
     curl_url_cleanup(u);
     return rc;
 }

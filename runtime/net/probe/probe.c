@@ -468,95 +468,104 @@ static void push_result(lua_State *L, const probe_result *r, int latencies)
 
 /* ---- probe.run ----------------------------------------------------- */
 
-static int p_run(lua_State *L)
+/* Reads url, n, duration, timeout, connect_timeout and deadline: what to
+ * send and when to stop. Misuse raises. */
+static void read_limits(lua_State *L, probe_config *c)
 {
-    probe_state *st;
-    probe_config *c;
-    const char *url, *extract_spec = NULL;
-    lua_Integer n;
+    lua_Integer n = 0;
     double duration, timeout, connect_timeout, deadline;
-    int status, latencies;
-    char err[256];
-
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    luaL_checkstack(L, 40, "probe.run");
-
-    st = lua_newuserdatauv(L, sizeof *st, 0);
-    memset(st, 0, sizeof *st);
-    luaL_setmetatable(L, PROBE_STATE); /* stack index 2 until the end */
-    c = &st->cfg;
-    st->L = L;
 
     lua_getfield(L, 1, "url");
     if (lua_type(L, -1) != LUA_TSTRING)
-        return luaL_error(L, "field 'url' must be a string (got %s)", luaL_typename(L, -1));
+        luaL_error(L, "field 'url' must be a string (got %s)", luaL_typename(L, -1));
     lua_pop(L, 1);
-    url = rollout_optfield_string(L, 1, "url", NULL);
+    c->url = rollout_optfield_string(L, 1, "url", NULL);
 
-    n = 0;
     lua_getfield(L, 1, "n");
     if (!lua_isnil(L, -1)) {
         int ok;
         n = lua_tointegerx(L, -1, &ok);
         if (!ok || n < 1)
-            return luaL_error(L, "field 'n' must be an integer >= 1");
+            luaL_error(L, "field 'n' must be an integer >= 1");
     }
     lua_pop(L, 1);
     duration = opt_seconds(L, 1, "duration", 0);
     if (isinf(duration))
         duration = 0;
     if (n == 0 && duration == 0)
-        return luaL_error(L, "probe.run needs n or duration");
+        luaL_error(L, "probe.run needs n or duration");
     timeout = opt_seconds(L, 1, "timeout", 2.0);
     connect_timeout = opt_seconds(L, 1, "connect_timeout", timeout);
     deadline = opt_seconds(L, 1, "deadline", 0);
 
-    c->url = url;
     c->n = (uint64_t)n;
     c->duration = duration;
     c->deadline = isinf(deadline) ? 0 : deadline;
-    c->concurrency = (int)check_int(L, 1, "concurrency", 50, 1, PROBE_MAX_CONCURRENCY);
-    {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        int def = cpus >= PROBE_DEFAULT_THREADS ? PROBE_DEFAULT_THREADS : 1;
-        c->threads = (int)check_int(L, 1, "threads", def, 1, PROBE_MAX_THREADS);
-    }
     c->timeout_ms = curlx_ms(timeout);
     c->connect_timeout_ms = curlx_ms(connect_timeout);
+}
+
+/* Reads the served_by header name into the config. Misuse raises. */
+static void read_served_by(lua_State *L, probe_config *c)
+{
+    const char *by = rollout_optfield_string(L, 1, "served_by", "");
+    size_t blen = strlen(by);
+    if (blen >= sizeof c->served_by ||
+        (blen > 0 && strspn(by, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_!#$%&'*+.^`|~") != blen))
+        luaL_error(L, "field 'served_by' must be a header name");
+    memcpy(c->served_by, by, blen + 1);
+}
+
+/* Reads how requests are sent: concurrency, threads, keepalive, record.
+ * Misuse raises. */
+static void read_sending(lua_State *L, probe_config *c)
+{
+    long cpus;
+    int def;
+
+    c->concurrency = (int)check_int(L, 1, "concurrency", 50, 1, PROBE_MAX_CONCURRENCY);
+    cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    def = cpus >= PROBE_DEFAULT_THREADS ? PROBE_DEFAULT_THREADS : 1;
+    c->threads = (int)check_int(L, 1, "threads", def, 1, PROBE_MAX_THREADS);
     c->keepalive = rollout_optfield_boolean(L, 1, "keepalive", 1);
     c->record = rollout_optfield_boolean(L, 1, "record", 0);
-    latencies = rollout_optfield_boolean(L, 1, "latencies", 0);
-    {
-        const char *by = rollout_optfield_string(L, 1, "served_by", "");
-        size_t blen = strlen(by);
-        if (blen >= sizeof c->served_by ||
-            (blen > 0 && strspn(by, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_!#$%&'*+.^`|~") != blen))
-            return luaL_error(L, "field 'served_by' must be a header name");
-        memcpy(c->served_by, by, blen + 1);
-    }
+}
+
+/* Reads the request itself: served_by, method, headers and variants.
+ * Misuse raises. */
+static void read_request(lua_State *L, probe_state *st)
+{
+    probe_config *c = &st->cfg;
+    read_served_by(L, c);
     c->method = rollout_optfield_string(L, 1, "method", "GET");
     if (!curlx_is_token(c->method))
-        return luaL_error(L, "field 'method' must be an HTTP method name");
+        luaL_error(L, "field 'method' must be an HTTP method name");
     c->progress_interval = 0.1;
     lua_getfield(L, 1, "headers");
     curlx_read_headers(L, -1, &st->headers);
     lua_pop(L, 1);
     c->headers = st->headers;
     read_variants(L, 1, st);
+}
 
-    /* stack: 1 opts, 2 state, 3 extract function, 4 progress, 5 error */
+/* Pushes the extract function (or nil), on_progress (or nil) and the error
+ * slot (stack 3, 4, 5) and hooks the callbacks up. Misuse raises. */
+static void read_callbacks(lua_State *L, probe_state *st)
+{
+    probe_config *c = &st->cfg;
+    char err[256];
+
     lua_getfield(L, 1, "extract");
     if (lua_isfunction(L, -1)) {
         c->mode = PROBE_EXTRACT_CALLBACK;
         c->extract = lua_extract;
         c->extract_ud = st;
     } else if (lua_isnil(L, -1) || lua_type(L, -1) == LUA_TSTRING) {
-        extract_spec = lua_isnil(L, -1) ? "json:version" : lua_tostring(L, -1);
+        const char *extract_spec = lua_isnil(L, -1) ? "json:version" : lua_tostring(L, -1);
         if (probe_parse_extract(c, extract_spec, err, sizeof err) != 0)
-            return luaL_error(L, "%s", err);
+            luaL_error(L, "%s", err);
     } else {
-        return luaL_error(L, "field 'extract' must be a string or a function (got %s)", luaL_typename(L, -1));
+        luaL_error(L, "field 'extract' must be a string or a function (got %s)", luaL_typename(L, -1));
     }
     st->extract_idx = lua_gettop(L);
     lua_getfield(L, 1, "on_progress");
@@ -564,44 +573,30 @@ static int p_run(lua_State *L)
         c->progress = lua_progress;
         c->progress_ud = st;
     } else if (!lua_isnil(L, -1)) {
-        return luaL_error(L, "field 'on_progress' must be a function (got %s)", luaL_typename(L, -1));
+        luaL_error(L, "field 'on_progress' must be a function (got %s)", luaL_typename(L, -1));
     }
     st->progress_idx = lua_gettop(L);
     lua_pushnil(L);
     st->err_idx = lua_gettop(L);
+}
 
-    /* a URL curl cannot use is invalid input, not n failed requests */
-    {
-        CURLU *u = curl_url();
-        char *scheme = NULL;
-        int bad = u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-                  curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-                  (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0);
-        char where[512];
-        curl_free(scheme);
-        curl_url_cleanup(u);
-        if (bad) {
-            curlx_redact_url(url, where, sizeof where);
-            state_free(st);
-            return rollout_fail(L, ROLLOUT_E_INVALID, NULL, "probe %s: not an http or https URL", where);
-        }
-    }
+/* 1 when curl can parse url and its scheme is http or https. */
+static int is_http_url(const char *url)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL;
+    int good = !(u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+                 curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+                 (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0));
+    curl_free(scheme);
+    curl_url_cleanup(u);
+    return good;
+}
 
-    status = probe_run(c, &st->res);
-
-    if (status == PROBE_OK) {
-        if (c->progress != NULL && lua_progress(st, st->res.completed, c->n, st->res.duration) != 0)
-            status = PROBE_ABORTED;
-    }
-    if (status == PROBE_OK) {
-        push_result(L, &st->res, latencies);
-        push_variants(L, st, latencies);
-        state_free(st);
-        return 1;
-    }
-
-    /* failure: free everything, then raise or return */
-    state_free(st);
+/* After a failed run (the state already freed): raises ^C or the callback's
+ * error, or returns nil, message, "other", "other". */
+static int report_failure(lua_State *L, probe_state *st, int status)
+{
     switch (status) {
     case PROBE_INTERRUPTED:
         return rollout_raise_interrupt(L);
@@ -615,10 +610,57 @@ static int p_run(lua_State *L)
     default:
         {
             char where[512];
-            curlx_redact_url(url, where, sizeof where);
+            curlx_redact_url(st->cfg.url, where, sizeof where);
             return rollout_fail(L, ROLLOUT_E_OTHER, NULL, "probe %s: %s", where, st->res.err);
         }
     }
+}
+
+static int p_run(lua_State *L)
+{
+    probe_state *st;
+    int status, latencies;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    luaL_checkstack(L, 40, "probe.run");
+
+    st = lua_newuserdatauv(L, sizeof *st, 0);
+    memset(st, 0, sizeof *st);
+    luaL_setmetatable(L, PROBE_STATE); /* stack index 2 until the end */
+    st->L = L;
+
+    read_limits(L, &st->cfg);
+    read_sending(L, &st->cfg);
+    latencies = rollout_optfield_boolean(L, 1, "latencies", 0);
+    read_request(L, st);
+    /* stack: 1 opts, 2 state, 3 extract function, 4 progress, 5 error */
+    read_callbacks(L, st);
+
+    /* a URL curl cannot use is invalid input, not n failed requests */
+    if (!is_http_url(st->cfg.url)) {
+        char where[512];
+        curlx_redact_url(st->cfg.url, where, sizeof where);
+        state_free(st);
+        return rollout_fail(L, ROLLOUT_E_INVALID, NULL, "probe %s: not an http or https URL", where);
+    }
+
+    status = probe_run(&st->cfg, &st->res);
+
+    if (status == PROBE_OK) {
+        if (st->cfg.progress != NULL && lua_progress(st, st->res.completed, st->cfg.n, st->res.duration) != 0)
+            status = PROBE_ABORTED;
+    }
+    if (status == PROBE_OK) {
+        push_result(L, &st->res, latencies);
+        push_variants(L, st, latencies);
+        state_free(st);
+        return 1;
+    }
+
+    /* failure: free everything, then raise or return */
+    state_free(st);
+    return report_failure(L, st, status);
 }
 
 int luaopen_rollout_probe(lua_State *L)
