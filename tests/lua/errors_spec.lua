@@ -34,7 +34,7 @@ end)
 
 describe("the interrupt sentinel (^C)", function()
   local time = require "rollout.time"
-  local BIN = os.getenv("ROLLOUT_BIN") or "./rollout"
+  local BIN = require("tests.helpers.fixture").bin
 
   it("is one value, recognised by identity, never by the word in a message", function()
     assert.is_true(errors.is_interrupt(sys.INTERRUPTED))

@@ -6,9 +6,11 @@ local fs = require "rollout.fs"
 local proc = require "rollout.proc"
 local time = require "rollout.time"
 
-local BIN = os.getenv("ROLLOUT_BIN") or require("rollout.sys").exe
+local fixture = require "tests.helpers.fixture"
 
-local wait_for = require("tests.helpers.check").wait
+local BIN = fixture.bin
+
+local wait_for = fixture.poll
 
 local tmp
 setup(function() tmp = assert(fs.mkdtemp("rollout-fs-spec-")) end)
@@ -416,14 +418,7 @@ describe("fs.lock", function()
     return assert(proc.spawn { argv = { BIN, "-e", code }, log = ready .. ".log" })
   end
 
-  local function reaper()
-    local pids = {}
-    return function(pid) pids[#pids + 1] = pid end, function()
-      for _, pid in ipairs(pids) do
-        if proc.alive(pid) then proc.kill(pid, "KILL") end
-      end
-    end
-  end
+  local reaper = fixture.reaper
 
   it("holds the lock, records the holder, unlocks idempotently", function()
     local d = dir()

@@ -91,11 +91,7 @@ describe("rollout.http", function()
   end)
 
   it("raises 'interrupted' on ^C during a slow request", function()
-    local bin = os.getenv("ROLLOUT_BIN")
-    if not bin or bin == "" then
-      pending("ROLLOUT_BIN is not set")
-      return
-    end
+    local bin = fixture.bin
     local slow, dir, pid
     finally(function()
       fixture.stop_all(pid, slow)

@@ -6,15 +6,13 @@ local yaml = require "rollout.yaml"
 local proc = require "rollout.proc"
 local fs = require "rollout.fs"
 local time = require "rollout.time"
-local sys = require "rollout.sys"
 local fixture = require "tests.helpers.fixture"
 
 local ROOT = assert(fs.realpath(fixture.root))
 local SERVER = ROOT .. "/tests/fakes/kube_apiserver.py"
 local PLUGIN = ROOT .. "/tests/fakes/bin/fake-exec-plugin"
 local TOKEN = "tok-s3cr3t-7f3a9c21"
-local BIN = os.getenv("ROLLOUT_BIN")
-if not BIN or BIN == "" then BIN = sys.exe end
+local BIN = fixture.bin
 
 local function read(path)
   return fs.read(path) or ""
@@ -61,25 +59,13 @@ local function start_server(args)
     "--request-log", s.requests, "--kubeconfig-out", s.kc, "--kubeconfig-cert-out", s.kcc,
     "--kubeconfig-exec-out", s.kce, "--ready-delay", "0.2" }
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-  local pid, err = proc.spawn { argv = argv, log = s.log }
-  if not pid then
-    fixture.remove(dir)
-    error("cannot start the fake API server: " .. tostring(err))
-  end
-  s.pid = pid
-  local ok, werr = pcall(fixture.wait, function()
-    local port = read(s.log):match("listening on 127%.0%.0%.1:(%d+)")
-    if port then
-      s.port = tonumber(port)
-      return true
-    end
-    if not proc.alive(pid) then error("the fake API server exited:\n" .. read(s.log)) end
-  end, 30, "the fake API server")
+  local ok, pid, port = pcall(fixture.start_server, { argv = argv, log = s.log, what = "the fake API server",
+    ready = function(text) return text:match("listening on 127%.0%.0%.1:(%d+)") end })
   if not ok then
-    pcall(proc.stop, pid, { timeout = 2 })
     fixture.remove(dir)
-    error(werr)
+    error(pid)
   end
+  s.pid, s.port = pid, tonumber(port)
   s.url = "https://127.0.0.1:" .. s.port
   return s
 end

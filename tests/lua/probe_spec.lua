@@ -44,24 +44,14 @@ end
 local function raw_server()
   local dir = fixture.tmpdir()
   local log = dir .. "/raw.log"
-  local pid, err = proc.spawn { argv = { "/usr/bin/python3", fixture.root .. "/tests/helpers/raw_http.py",
-    "--port", "0" }, log = log }
-  if not pid then
+  local ok, pid, port = pcall(fixture.start_server, { argv = { "/usr/bin/python3",
+    fixture.root .. "/tests/helpers/raw_http.py", "--port", "0" }, log = log, timeout = 10, what = "raw_http.py",
+    ready = function(text) return text:match("listening on 127%.0%.0%.1:(%d+)") end })
+  if not ok then
     fixture.remove(dir)
-    error("raw_http.py: " .. tostring(err))
+    error(pid, 0)
   end
-  local srv = { pid = pid, dir = dir }
-  local ok, werr = pcall(fixture.wait, function()
-    local port = (fs.read(log) or ""):match("listening on 127%.0%.0%.1:(%d+)")
-    if port then srv.url = "http://127.0.0.1:" .. port end
-    return port ~= nil or not proc.alive(pid)
-  end, 10, "raw_http.py to listen")
-  if not ok or not srv.url then
-    local out = fs.read(log) or ""
-    fixture.stop(srv)
-    error("raw_http.py did not start: " .. tostring(werr) .. "\n" .. out)
-  end
-  return srv
+  return { pid = pid, dir = dir, url = "http://127.0.0.1:" .. port }
 end
 
 describe("rollout.probe", function()
@@ -536,11 +526,7 @@ describe("rollout.probe", function()
   end)
 
   it("stops on ^C: cleans up and raises 'interrupted'", function()
-    local bin = os.getenv("ROLLOUT_BIN")
-    if not bin or bin == "" then
-      pending("ROLLOUT_BIN is not set")
-      return
-    end
+    local bin = fixture.bin
     local dir = fixture.tmpdir()
     local pid
     finally(function()

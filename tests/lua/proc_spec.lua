@@ -5,9 +5,11 @@ local proc = require "rollout.proc"
 local fs = require "rollout.fs"
 local time = require "rollout.time"
 
-local BIN = os.getenv("ROLLOUT_BIN") or require("rollout.sys").exe
+local fixture = require "tests.helpers.fixture"
 
-local wait_for = require("tests.helpers.check").wait
+local BIN = fixture.bin
+
+local wait_for = fixture.poll
 
 -- Direct children of this process (zombies included).
 local function children()
@@ -28,17 +30,7 @@ local function new_children(before)
 end
 
 -- Pids a test started; all stopped (by pid) in finally().
-local function reaper()
-  local pids = {}
-  return function(pid)
-    if pid then pids[#pids + 1] = math.tointeger(pid) end
-    return pids
-  end, function()
-    for _, pid in ipairs(pids) do
-      if proc.alive(pid) then proc.kill(pid, "KILL") end
-    end
-  end
-end
+local reaper = fixture.reaper
 
 local function read_pids(path)
   local pids = {}
