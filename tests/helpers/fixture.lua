@@ -15,6 +15,8 @@
 --     /healthz); per-version backends be_vN chosen by header x-version: vN;
 --     admin socket `stats socket PATH mode 600 level admin`.
 --   fixture.haproxy_cmd(h, "set server be_default/v1 weight 60") -> reply
+--   fixture.raw_http() -> {pid =, url = "http://127.0.0.1:PORT", dir =}: the
+--     exact-bytes server tests/helpers/raw_http.py (stop with fixture.stop)
 --   fixture.free_port() -> a TCP port free on 127.0.0.1 right now
 --   fixture.tmpdir() -> a new temp directory (removed by fixture.remove)
 --   fixture.stop(x)  -> stops x (a pid, or a table with .pid) by PID and
@@ -156,6 +158,18 @@ function fixture.start_server(o)
     error(v:find(" exited:\n", 1, true) and v or v .. "\n" .. read(o.log), 0)
   end
   return pid, v
+end
+
+function fixture.raw_http()
+  local dir = fixture.tmpdir()
+  local ok, pid, port = pcall(fixture.start_server, { argv = { "/usr/bin/python3",
+    fixture.root .. "/tests/helpers/raw_http.py", "--port", "0" }, log = dir .. "/raw.log", timeout = 10,
+    what = "raw_http.py", ready = function(text) return text:match("listening on 127%.0%.0%.1:(%d+)") end })
+  if not ok then
+    fixture.remove(dir)
+    error(pid, 0)
+  end
+  return { pid = pid, dir = dir, url = "http://127.0.0.1:" .. port }
 end
 
 local function ensure_demo()

@@ -41,18 +41,7 @@ local function sessions(gw, frontend)
 end
 
 -- tests/helpers/raw_http.py: a server answering with exact bytes.
-local function raw_server()
-  local dir = fixture.tmpdir()
-  local log = dir .. "/raw.log"
-  local ok, pid, port = pcall(fixture.start_server, { argv = { "/usr/bin/python3",
-    fixture.root .. "/tests/helpers/raw_http.py", "--port", "0" }, log = log, timeout = 10, what = "raw_http.py",
-    ready = function(text) return text:match("listening on 127%.0%.0%.1:(%d+)") end })
-  if not ok then
-    fixture.remove(dir)
-    error(pid, 0)
-  end
-  return { pid = pid, dir = dir, url = "http://127.0.0.1:" .. port }
-end
+local raw_server = fixture.raw_http
 
 describe("rollout.probe", function()
   local v1, v2, gw, text_port
@@ -139,7 +128,7 @@ describe("rollout.probe", function()
     assert.equal(0, r.served)
     assert.same({}, r.counts)
     assert.same({}, r.status)
-    assert.is_true(time.now() - t0 < 2)
+    assert.is_true(time.now() - t0 < fixture.timeout(2))
   end)
 
   it("counts 500s as http_5xx, never as versions", function()
@@ -213,7 +202,7 @@ describe("rollout.probe", function()
     local took = time.now() - t0
     check_buckets(r)
     assert.equal(20, r.errors.timeout)
-    assert.is_true(took < 2, "took " .. took)
+    assert.is_true(took < fixture.timeout(2), "took " .. took)
     assert.is_true(r.latency_ms.p50 >= 250)
   end)
 
@@ -225,7 +214,7 @@ describe("rollout.probe", function()
     assert.equal("duration", r.stopped)
     assert.equal(r.sent, r.completed) -- in-flight requests finish
     assert.is_true(r.served > 50)
-    assert.is_true(took >= 0.5 and took < 2, "took " .. took)
+    assert.is_true(took >= 0.5 and took < fixture.timeout(2), "took " .. took)
     -- n reached first: not stopped by the duration
     r = assert(probe.run { url = gw.url .. "/api/version", duration = 30, n = 100 })
     assert.equal(100, r.completed)
@@ -243,7 +232,7 @@ describe("rollout.probe", function()
     assert.equal("deadline", r.stopped)
     assert.equal(0, r.completed)
     assert.equal(10, r.sent)
-    assert.is_true(took >= 0.45 and took < 1.5, "took " .. took)
+    assert.is_true(took >= 0.45 and took < fixture.timeout(1.5), "took " .. took)
   end)
 
   it("calls a Lua extract function with status, body and headers", function()
@@ -550,7 +539,7 @@ describe("rollout.probe", function()
     local t0 = time.now()
     assert(proc.kill(pid, "INT"))
     fixture.wait(function() return not proc.alive(pid) end, 3, "the interrupted probe to exit")
-    assert.is_true(time.now() - t0 < 2)
+    assert.is_true(time.now() - t0 < fixture.timeout(2))
     local out = fs.read(dir .. "/out.log") or ""
     assert.matches("interrupted", out)
     assert.not_matches("finished without interruption", out)
