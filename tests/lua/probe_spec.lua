@@ -296,13 +296,18 @@ describe("rollout.probe", function()
   it("records samples in completion order when asked", function()
     local r = assert(probe.run { url = gw.url .. "/api/version", n = 200, record = true })
     assert.equal(200, #r.samples)
-    local per = {}
+    local per, slowest = {}, 0
     for _, s in ipairs(r.samples) do
       assert.is_true(s[1] == "v1" or s[1] == "v2")
-      assert.is_true(s[2] >= 0)
+      -- a latency in ms: a request over loopback takes some time, and the
+      -- samples are what the summary was made of
+      assert.equal("float", math.type(s[2]))
+      assert.is_true(s[2] > 0 and s[2] <= r.latency_ms.max, "latency " .. s[2])
+      slowest = math.max(slowest, s[2])
       per[s[1]] = (per[s[1]] or 0) + 1
     end
     assert.same(r.counts, per)
+    assert.equal(r.latency_ms.max, slowest)
     r = assert(probe.run { url = gw.url .. "/no/such", n = 5, record = true })
     assert.same({ "http_4xx", "http_4xx", "http_4xx", "http_4xx", "http_4xx" },
       { r.samples[1][1], r.samples[2][1], r.samples[3][1], r.samples[4][1], r.samples[5][1] })
