@@ -63,7 +63,7 @@ describe("rollout.sock", function()
   it("loads no libcurl, nor does the HAProxy gateway that uses it", function()
     local r = assert(proc.run { argv = { BIN, "-e", [[
       require "rollout.sock"
-      require "rollout.gateway.haproxy"
+      require "rollout.target.local.haproxy"
       local maps = io.open("/proc/self/maps"):read("a")
       print(maps:find("rollout-net.so", 1, true) and "net" or "-", maps:find("libcurl", 1, true) and "curl" or "-")
     ]] }, timeout = 30 })
