@@ -127,10 +127,11 @@ test: all
 
 # The whole suite with the host built under AddressSanitizer + UBSan.
 # float-cast-overflow (1e300 -> long long) is not part of "undefined" in gcc
-# or clang: named on its own.
+# or clang: named on its own. The build is several times slower: the specs'
+# wall-clock limits are scaled by TIMEOUT_FACTOR (tests/helpers/fixture.lua).
 SANITIZE := -fsanitize=address,undefined,float-cast-overflow
 asan:
-	$(MAKE) BUILD=build-asan BIN=build-asan/rollout \
+	TIMEOUT_FACTOR=$${TIMEOUT_FACTOR:-3} $(MAKE) BUILD=build-asan BIN=build-asan/rollout \
 	  CFLAGS="-O1 -g $(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow" \
 	  LDFLAGS="$(SANITIZE)" test
 

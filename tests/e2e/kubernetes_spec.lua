@@ -5,16 +5,16 @@
 -- runs it: `rollout --target kubernetes scripts/run_all.lua SERVICE ENDPOINT`.
 -- SHOW_MESSAGES=1 prints the one-line errors of the bad-input runs.
 local fixture = require "tests.helpers.fixture"
+local kube_env = require "tests.helpers.kube_env"
 local proc = require "rollout.proc"
 local fs = require "rollout.fs"
 local http = require "rollout.http"
 local json = require "rollout.json"
 local time = require "rollout.time"
-local sys = require "rollout.sys"
 local istio = require "rollout.istio"
 
 local ROOT = fixture.root
-local BIN = os.getenv("ROLLOUT_BIN") or sys.exe
+local BIN = fixture.bin
 local FAKES = ROOT .. "/tests/fakes"
 local SERVICE = "microservice-1"
 
@@ -28,42 +28,8 @@ local function lines_of(path)
   return out
 end
 
--- Starts the fake API server (with the stub gateway) in `dir`; returns
--- {pid, port, gateway, url, kubeconfig, kubeconfig_exec, log, ca, dir}.
-local function start_server(dir, extra)
-  local s = { dir = dir, log = dir .. "/requests.jsonl", kubeconfig = dir .. "/kubeconfig",
-              kubeconfig_exec = dir .. "/kubeconfig-exec", ca = dir .. "/certs/ca.crt", out = dir .. "/server.log" }
-  local argv = { "/usr/bin/python3", FAKES .. "/kube_apiserver.py", "--port", "0", "--certs", dir .. "/certs",
-                 "--token", "tok-1", "--gateway-port", "0", "--request-log", s.log, "--ready-delay", "0.2",
-                 "--kubeconfig-out", s.kubeconfig, "--kubeconfig-exec-out", s.kubeconfig_exec }
-  for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
-  local pid, err = proc.spawn { argv = argv, log = s.out }
-  assert(pid, "cannot start the fake API server: " .. tostring(err))
-  s.pid = pid
-  local ok, werr = pcall(fixture.wait, function()
-    if not proc.alive(pid) then error("the fake API server exited:\n" .. read(s.out), 0) end
-    local text = read(s.out)
-    local port, gw = text:match("listening on 127%.0%.0%.1:(%d+)"), text:match("gateway on 127%.0%.0%.1:(%d+)")
-    if port and gw then
-      s.port, s.gateway = tonumber(port), tonumber(gw)
-      return true
-    end
-  end, 30, "the fake API server")
-  if not ok then
-    pcall(proc.stop, pid, { timeout = 5 })
-    error(werr, 0)
-  end
-  s.url = string.format("http://127.0.0.1:%d/api/version", s.gateway)
-  return s
-end
-
-local function stop_server(s)
-  if s and s.pid then
-    local pid = s.pid
-    s.pid = nil
-    assert(proc.stop(pid, { timeout = 10 }))
-  end
-end
+-- The fake API server with the stub gateway (tests/helpers/kube_env.lua).
+local start_server, stop_server = kube_env.start_server, kube_env.stop_server
 
 -- A project directory with a copy of deployments/ (service.yaml, TRAFFIC.yaml,
 -- the chart); `kube` is appended to the kubernetes: section of service.yaml.
@@ -523,7 +489,7 @@ print("applied")
   it("fails when the exec credential plugin hangs, within the API timeout (exit 1)", function()
     local _, took = expect_unchanged(env_for(srv, project, { KUBECONFIG = srv.kubeconfig_exec, FAKE_EXEC_HANG = "1" }),
       { "v1=80", "v2=20" }, 1, { "fake%-exec%-plugin" }, 60)
-    assert.is_true(took < 30, "took " .. took .. " s")
+    assert.is_true(took < fixture.timeout(30), "took " .. took .. " s")
   end)
 
   it("fails when the API server is down (exit 1)", function()

@@ -5,24 +5,35 @@ local fs = require "rollout.fs"
 local json = require "rollout.json"
 local time = require "rollout.time"
 local local_env = require "tests.helpers.local_env"
+local fixture = require "tests.helpers.fixture"
 
 local SVC = local_env.service
 local wait = local_env.wait
 
 -- Starts a probe of the endpoint in the background for `duration` seconds;
 -- returns a function that waits for it and gives its result.
+-- Returns once the probe has results coming in (the handshake: it writes
+-- OUT.started at its first progress report); its duration is scaled by
+-- TIMEOUT_FACTOR, so that a slow build still sends as many requests.
 local function background_probe(env, duration, header)
+  duration = fixture.timeout(duration)
   local out = fs.join(env.dir, "probe-" .. tostring(math.floor(time.now() * 1000)) .. ".json")
   local code = string.format([[
     local probe, json, fs = require "rollout.probe", require "rollout.json", require "rollout.fs"
+    local started = false
     local r = assert(probe.run { url = %q, duration = %g, concurrency = 8, timeout = 2,
-                                 headers = %s })
+                                 headers = %s, on_progress = function()
+                                   if not started then started = fs.write_atomic(%q, "1") end
+                                 end })
     fs.write_atomic(%q, json.encode { counts = r.counts, errors = r.errors, error_total = r.error_total,
                                       completed = r.completed })]],
-    env:endpoint(), duration, header and string.format("{ ['x-version'] = %q }", header) or "{}", out)
+    env:endpoint(), duration, header and string.format("{ ['x-version'] = %q }", header) or "{}",
+    out .. ".started", out)
   local full = { local_env.bin, "-e", code }
   local pid = assert(proc.spawn { argv = full, log = out .. ".log" })
   env:track(pid)
+  assert(wait(function() return fs.exists(out .. ".started") or not proc.alive(pid) end, 30)
+         and fs.exists(out .. ".started"), "the background probe did not start: " .. tostring(fs.read(out .. ".log")))
   return function()
     assert(wait(function() return not proc.alive(pid) end, duration + 30), "the background probe did not end")
     local text = fs.read(out)
@@ -91,7 +102,6 @@ describe("local target", function()
 
   it("takes a weight change live: a probe across set_weights sees zero errors", function()
     local finish = background_probe(env, 1.5)
-    time.sleep(0.3)
     local r = env:lua([[require("rollout").service("microservice-1"):set_weights { v1 = 80, v2 = 20, v3 = 0 }]])
     assert.equal(0, r.status, r.stderr)
     local res = finish()
@@ -105,7 +115,6 @@ describe("local target", function()
 
   it("adds a version (hitless reload) during a probe: zero errors, other weights kept", function()
     local finish = background_probe(env, 2)
-    time.sleep(0.3)
     local r = env:ops("start", SVC, "v4")
     assert.equal(0, r.status, r.stderr)
     local res = finish()
@@ -257,7 +266,7 @@ describe("local target", function()
         return p.status == 1 and p.stdout:find("v5 down: process " .. pid .. " is not running", 1, true)
       end, 3)
       assert.truthy(seen_down, "ping did not report v5 down within 3 s")
-      assert.is_true(time.now() - t0 < 3)
+      assert.is_true(time.now() - t0 < fixture.timeout(3))
       local r = env:lua(string.format([[
         local probe = require "rollout.probe"
         local h = assert(probe.run { url = %q, n = 300, headers = { ["x-version"] = "v5" } })

@@ -8,11 +8,11 @@ package.path = here .. "/?.lua;" .. package.path
 local tmux = require "helpers.tmux"
 local fs = require "rollout.fs"
 local proc = require "rollout.proc"
-local sys = require "rollout.sys"
 
 local local_env = require "tests.helpers.local_env"
+local fixture = require "tests.helpers.fixture"
 
-local BIN = os.getenv("ROLLOUT_BIN") or sys.exe
+local BIN = fixture.bin
 assert(proc.which("tmux"), "these tests need tmux (make deps)")
 
 describe("the REPL under a terminal", function()

@@ -11,9 +11,10 @@ local fs = require "rollout.fs"
 local proc = require "rollout.proc"
 local json = require "rollout.json"
 local fx = require "tests.helpers.report_fixtures"
+local fixture = require "tests.helpers.fixture"
 
 local ROOT = os.getenv("ROLLOUT_ROOT") or "."
-local BIN = os.getenv("ROLLOUT_BIN") or (ROOT .. "/rollout")
+local BIN = fixture.bin
 assert(proc.which("tmux"), "these tests need tmux (make deps)")
 
 describe("ops.lua status --watch", function()

@@ -3,9 +3,7 @@
 --                           (NaN equals NaN); returns ok, where-they-differ
 --   check.assert_same(expected, got)
 --   check.kind(t)           the "array"/"object" marker of a decoded table
---   check.wait(pred, secs)  polls pred() every 20 ms until it returns a true
---                           value (returned) or secs pass (then pred() once more)
-local time = require "rollout.time"
+--   (waiting, timeouts, pids, servers: tests/helpers/fixture.lua)
 
 local check = {}
 
@@ -39,16 +37,6 @@ end
 function check.kind(t)
   local mt = getmetatable(t)
   return mt and mt.__jsontype
-end
-
-function check.wait(pred, secs)
-  local deadline = time.now() + (secs or 5)
-  repeat
-    local v = pred()
-    if v then return v end
-    time.sleep(0.02)
-  until time.now() > deadline
-  return pred()
 end
 
 return check

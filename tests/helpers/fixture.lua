@@ -15,20 +15,37 @@
 --     /healthz); per-version backends be_vN chosen by header x-version: vN;
 --     admin socket `stats socket PATH mode 600 level admin`.
 --   fixture.haproxy_cmd(h, "set server be_default/v1 weight 60") -> reply
+--   fixture.raw_http() -> {pid =, url = "http://127.0.0.1:PORT", dir =}: the
+--     exact-bytes server tests/helpers/raw_http.py (stop with fixture.stop)
 --   fixture.free_port() -> a TCP port free on 127.0.0.1 right now
 --   fixture.tmpdir() -> a new temp directory (removed by fixture.remove)
 --   fixture.stop(x)  -> stops x (a pid, or a table with .pid) by PID and
 --                       removes its temp dir; safe to call twice
 --   fixture.stop_all(a, b, ...) -> stops each (nil skipped), even if one fails
 --   fixture.remove(dir)
---   fixture.wait(fn, timeout, what) -> polls fn() until it returns a truthy
---                       value (returned), raising "timed out waiting for what"
+--   fixture.bin      -> the rollout binary under test: $ROLLOUT_BIN, else the
+--                       binary running this spec (rollout.sys.exe)
+--   fixture.timeout(secs) -> secs scaled by $TIMEOUT_FACTOR (default 1), for
+--                       every wall-clock limit a spec waits for or asserts
+--   fixture.poll(fn, timeout) -> polls fn() until it returns a truthy value
+--                       (returned) or timeout (scaled) passes, then fn() once more
+--   fixture.wait(fn, timeout, what) -> the same, raising "timed out waiting for
+--                       what" instead of returning a false value
+--   fixture.reaper() -> track, stop_all: track(pid) remembers a pid, stop_all()
+--                       kills (SIGKILL) each remembered pid still alive; call
+--                       stop_all from finally()/after_each()/teardown()
+--   fixture.start_server{argv =, log =, ready = fn(log_text), what =, timeout =}
+--                    -> pid, ready's value: spawns a (fake) server with its
+--                       output in log, waits until ready(text of log) returns a
+--                       truthy value (e.g. the port it printed); raises with the
+--                       log if it exits first, stopping it if it does not start
 --
 -- Every spec that starts something stops it in finally()/teardown() by PID.
 local proc = require "rollout.proc"
 local http = require "rollout.http"
 local fs = require "rollout.fs"
 local time = require "rollout.time"
+local sys = require "rollout.sys"
 
 local fixture = {}
 
@@ -43,17 +60,42 @@ end
 fixture.root = repo_root()
 fixture.demo_bin = fixture.root .. "/services/microservice-1/microservice-1"
 
-function fixture.wait(fn, timeout, what)
-  local deadline = time.now() + (timeout or 5)
+local bin = os.getenv("ROLLOUT_BIN")
+fixture.bin = (bin and bin ~= "") and bin or sys.exe
+
+fixture.timeout_factor = math.max(1, tonumber(os.getenv("TIMEOUT_FACTOR") or "") or 1)
+
+function fixture.timeout(secs)
+  return secs * fixture.timeout_factor
+end
+
+function fixture.poll(fn, timeout)
+  local deadline = time.now() + fixture.timeout(timeout or 5)
   local step = 0.01
   while true do
     local v = fn()
     if v then return v end
-    if time.now() >= deadline then
-      error("timed out waiting for " .. (what or "a condition"), 2)
-    end
+    if time.now() >= deadline then return fn() end
     time.sleep(step)
     if step < 0.1 then step = step * 2 end
+  end
+end
+
+function fixture.wait(fn, timeout, what)
+  local v = fixture.poll(fn, timeout)
+  if not v then error("timed out waiting for " .. (what or "a condition"), 2) end
+  return v
+end
+
+function fixture.reaper()
+  local pids = {}
+  return function(pid)
+    if pid then pids[#pids + 1] = math.tointeger(pid) end
+    return pid
+  end, function()
+    for _, pid in ipairs(pids) do
+      if proc.alive(pid) then proc.kill(pid, "KILL") end
+    end
   end
 end
 
@@ -99,6 +141,35 @@ end
 local function read(path)
   local s = fs.read(path)
   return s or ""
+end
+
+function fixture.start_server(o)
+  local what = o.what or o.argv[#o.argv]
+  local pid, err = proc.spawn { argv = o.argv, log = o.log, env = o.env }
+  if not pid then error("cannot start " .. what .. ": " .. tostring(err), 2) end
+  local ok, v = pcall(fixture.wait, function()
+    local v = o.ready(read(o.log))
+    if v then return v end
+    if not proc.alive(pid) then error(what .. " exited:\n" .. read(o.log), 0) end
+  end, o.timeout or 30, what)
+  if not ok then
+    pcall(proc.stop, pid, { timeout = 5 })
+    v = tostring(v)
+    error(v:find(" exited:\n", 1, true) and v or v .. "\n" .. read(o.log), 0)
+  end
+  return pid, v
+end
+
+function fixture.raw_http()
+  local dir = fixture.tmpdir()
+  local ok, pid, port = pcall(fixture.start_server, { argv = { "/usr/bin/python3",
+    fixture.root .. "/tests/helpers/raw_http.py", "--port", "0" }, log = dir .. "/raw.log", timeout = 10,
+    what = "raw_http.py", ready = function(text) return text:match("listening on 127%.0%.0%.1:(%d+)") end })
+  if not ok then
+    fixture.remove(dir)
+    error(pid, 0)
+  end
+  return { pid = pid, dir = dir, url = "http://127.0.0.1:" .. port }
 end
 
 local function ensure_demo()

@@ -12,12 +12,11 @@ local proc = require "rollout.proc"
 local fs = require "rollout.fs"
 local http = require "rollout.http"
 local json = require "rollout.json"
-local sys = require "rollout.sys"
 
 local kube = {}
 
 kube.ROOT = fixture.root
-kube.BIN = os.getenv("ROLLOUT_BIN") or sys.exe
+kube.BIN = fixture.bin
 kube.FAKES = kube.ROOT .. "/tests/fakes"
 kube.SERVICE = "microservice-1"
 
@@ -30,30 +29,22 @@ local function lines_of(path)
   return out
 end
 
---- Starts the fake API server with the stub gateway in `dir`.
+--- Starts the fake API server with the stub gateway in `dir`; returns
+-- {pid, port, gateway, url, kubeconfig, kubeconfig_exec, log, ca, out, dir}.
 function kube.start_server(dir, extra)
   local s = { dir = dir, log = dir .. "/requests.jsonl", kubeconfig = dir .. "/kubeconfig",
-              ca = dir .. "/certs/ca.crt", out = dir .. "/server.log" }
+              kubeconfig_exec = dir .. "/kubeconfig-exec", ca = dir .. "/certs/ca.crt", out = dir .. "/server.log" }
   local argv = { "/usr/bin/python3", kube.FAKES .. "/kube_apiserver.py", "--port", "0", "--certs", dir .. "/certs",
                  "--token", "tok-1", "--gateway-port", "0", "--request-log", s.log, "--ready-delay", "0.2",
-                 "--kubeconfig-out", s.kubeconfig }
+                 "--kubeconfig-out", s.kubeconfig, "--kubeconfig-exec-out", s.kubeconfig_exec }
   for _, a in ipairs(extra or {}) do argv[#argv + 1] = a end
-  local pid, err = proc.spawn { argv = argv, log = s.out }
-  assert(pid, "cannot start the fake API server: " .. tostring(err))
-  s.pid = pid
-  local ok, werr = pcall(fixture.wait, function()
-    if not proc.alive(pid) then error("the fake API server exited:\n" .. read(s.out), 0) end
-    local text = read(s.out)
+  s.pid = fixture.start_server { argv = argv, log = s.out, what = "the fake API server", ready = function(text)
     local port, gw = text:match("listening on 127%.0%.0%.1:(%d+)"), text:match("gateway on 127%.0%.0%.1:(%d+)")
     if port and gw then
       s.port, s.gateway = tonumber(port), tonumber(gw)
       return true
     end
-  end, 30, "the fake API server")
-  if not ok then
-    pcall(proc.stop, pid, { timeout = 5 })
-    error(werr, 0)
-  end
+  end }
   s.url = string.format("http://127.0.0.1:%d/api/version", s.gateway)
   return s
 end

@@ -11,13 +11,14 @@ local fs = require "rollout.fs"
 local json = require "rollout.json"
 local http = require "rollout.http"
 local time = require "rollout.time"
+local fixture = require "tests.helpers.fixture"
 
 local M = {}
 local Env = {}
 Env.__index = Env
 
 M.root = os.getenv("ROLLOUT_ROOT") or "."
-M.bin = os.getenv("ROLLOUT_BIN") or (M.root .. "/rollout")
+M.bin = fixture.bin
 M.service = "microservice-1"
 
 function M.new()
@@ -247,7 +248,7 @@ function Env:assert_agree(expected, opts)
 end
 
 --- Polls fn() until truthy or timeout; returns its value or nil.
-M.wait = require("tests.helpers.check").wait
+M.wait = fixture.poll
 
 --- True when something accepts connections on the port.
 function M.port_open(port)

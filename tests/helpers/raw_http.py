@@ -28,6 +28,8 @@ A connection is counted under the key of its first request.
     /reset/K             Content-Length 100, 10 bytes, then a TCP reset
     /garbage/K           a status line that is not HTTP
     /fold/K              an obs-folded header line
+    /hang/K              no answer: the request is counted, then the server
+                         waits for the client to close
     /stats/K             {"connections": N, "requests": N} for K (itself
                          not counted)
 
@@ -175,6 +177,13 @@ class Handler(socketserver.BaseRequestHandler):
             self.request.sendall(head("200 OK", js + [("Content-Length", 100)]) + b[:10])
             if mode == "reset":
                 self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
+        if mode == "hang":
+            try:
+                while self.request.recv(65536):
+                    pass
+            except OSError:
+                pass
             return False
         if mode == "garbage":
             self.request.sendall(b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n")

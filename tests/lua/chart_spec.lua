@@ -19,7 +19,7 @@ local helm = require "rollout.helm"
 local proc = require "rollout.proc"
 local http = require "rollout.http"
 local fs = require "rollout.fs"
-local time = require "rollout.time"
+local fixture = require "tests.helpers.fixture"
 
 local ROOT = os.getenv("ROLLOUT_ROOT") or "."
 local CHART = ROOT .. "/deployments/chart"
@@ -665,27 +665,15 @@ end)
 describe("the chart and the fake helm", function()
   local tmp, server, kubeconfig, api_base
 
-  local function wait_for(pred, secs, what)
-    local deadline = time.now() + (secs or 10)
-    while true do
-      local v = pred()
-      if v then return v end
-      if time.now() > deadline then error("timed out waiting for " .. (what or "a condition"), 2) end
-      time.sleep(0.02)
-    end
-  end
-
   setup(function()
     tmp = assert(fs.mkdtemp("rollout-chart-spec-"))
     kubeconfig = tmp .. "/kubeconfig"
     local log = tmp .. "/server.log"
-    server = assert(proc.spawn { argv = { "/usr/bin/python3", ROOT .. "/tests/fakes/kube_apiserver.py",
+    local port
+    server, port = fixture.start_server { argv = { "/usr/bin/python3", ROOT .. "/tests/fakes/kube_apiserver.py",
       "--port", "0", "--certs", tmp .. "/certs", "--token", TOKEN, "--ready-delay", "0.1",
-      "--kubeconfig-out", kubeconfig }, log = log })
-    local port = wait_for(function()
-      assert(proc.alive(server), "the fake API server exited:\n" .. (fs.read(log) or ""))
-      return (fs.read(log) or ""):match("listening on 127%.0%.0%.1:(%d+)")
-    end, 30, "the fake API server")
+      "--kubeconfig-out", kubeconfig }, log = log, what = "the fake API server",
+      ready = function(text) return text:match("listening on 127%.0%.0%.1:(%d+)") end }
     api_base = "https://127.0.0.1:" .. port
   end)
 

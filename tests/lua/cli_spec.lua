@@ -1,8 +1,9 @@
 -- The rollout command line behaves like lua(1), with rollout's exit codes.
 local proc = require "rollout.proc"
 local fs = require "rollout.fs"
+local fixture = require "tests.helpers.fixture"
 
-local BIN = os.getenv("ROLLOUT_BIN") or "./rollout"
+local BIN = fixture.bin
 
 local function run(argv, opts)
   opts = opts or {}
@@ -156,19 +157,12 @@ describe("^C", function()
     return pid, log
   end
 
-  local function wait_for(pred, timeout)
-    local deadline = time.now() + timeout
-    while time.now() < deadline do
-      if pred() then return true end
-      time.sleep(0.02)
-    end
-    return false
-  end
+  local wait_for = fixture.poll
 
   it("interrupts running Lua code with 'interrupted'", function()
     local pid, log = start([[io.stderr:write('ready\n') while true do end]])
     finally(function() if proc.alive(pid) then proc.kill(pid, "KILL") end end)
-    assert.is_true(wait_for(function() return (fs.read(log) or ""):find("ready") end, 5))
+    assert.is_truthy(wait_for(function() return (fs.read(log) or ""):find("ready") end, 5))
     assert(proc.kill(pid, "INT"), fs.read(log))
     assert.is_true(wait_for(function() return not proc.alive(pid) end, 5))
     assert.matches("interrupted", fs.read(log))
@@ -180,9 +174,9 @@ describe("^C", function()
       io.stderr:write('caught: ', tostring(err), '\n')
       while true do end]])
     finally(function() if proc.alive(pid) then proc.kill(pid, "KILL") end end)
-    assert.is_true(wait_for(function() return (fs.read(log) or ""):find("ready") end, 5))
+    assert.is_truthy(wait_for(function() return (fs.read(log) or ""):find("ready") end, 5))
     assert(proc.kill(pid, "INT"))
-    assert.is_true(wait_for(function() return (fs.read(log) or ""):find("caught:") end, 5))
+    assert.is_truthy(wait_for(function() return (fs.read(log) or ""):find("caught:") end, 5))
     assert.matches("caught: .*interrupted", fs.read(log))
     assert.is_true(proc.alive(pid))
     assert(proc.kill(pid, "INT"))
@@ -200,7 +194,7 @@ describe("^C", function()
       end)
       io.stderr:write('after\n')]], marker))
     finally(function() if proc.alive(pid) then proc.kill(pid, "KILL") end end)
-    assert.is_true(wait_for(function() return (fs.read(log) or ""):find("ready") end, 5))
+    assert.is_truthy(wait_for(function() return (fs.read(log) or ""):find("ready") end, 5))
     assert(proc.kill(pid, "INT"))
     assert.is_true(wait_for(function() return not proc.alive(pid) end, 5))
     assert.equal("done", fs.read(marker))

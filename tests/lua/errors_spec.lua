@@ -33,8 +33,8 @@ describe("error codes", function()
 end)
 
 describe("the interrupt sentinel (^C)", function()
-  local time = require "rollout.time"
-  local BIN = os.getenv("ROLLOUT_BIN") or "./rollout"
+  local fixture = require "tests.helpers.fixture"
+  local BIN = fixture.bin
 
   it("is one value, recognised by identity, never by the word in a message", function()
     assert.is_true(errors.is_interrupt(sys.INTERRUPTED))
@@ -74,11 +74,9 @@ describe("the interrupt sentinel (^C)", function()
       io.stderr:write("caught ", tostring(e), " ", tostring(errors.is_interrupt(e)), "\n")
       error(e, 0)]] }, log = log })
     finally(function() if proc.alive(pid) then proc.kill(pid, "KILL") end end)
-    local deadline = time.now() + 10
-    while not (fs.read(log) or ""):find("ready", 1, true) and time.now() < deadline do time.sleep(0.02) end
+    fixture.wait(function() return (fs.read(log) or ""):find("ready", 1, true) end, 10, "ready")
     assert(proc.kill(pid, "INT"))
-    while proc.alive(pid) and time.now() < deadline do time.sleep(0.02) end
-    assert.is_false(proc.alive(pid))
+    assert.is_true(fixture.poll(function() return not proc.alive(pid) end, 10))
     assert.equal("ready\ncaught interrupted true\nrollout: interrupted\n", fs.read(log))
   end)
 end)

@@ -6,9 +6,11 @@ local fs = require "rollout.fs"
 local proc = require "rollout.proc"
 local time = require "rollout.time"
 
-local BIN = os.getenv("ROLLOUT_BIN") or require("rollout.sys").exe
+local fixture = require "tests.helpers.fixture"
 
-local wait_for = require("tests.helpers.check").wait
+local BIN = fixture.bin
+
+local wait_for = fixture.poll
 
 local tmp
 setup(function() tmp = assert(fs.mkdtemp("rollout-fs-spec-")) end)
@@ -54,7 +56,7 @@ describe("fs.read", function()
     assert.equal(0, proc.run { argv = { "mkfifo", fifo } }.status)
     local t0 = time.now()
     local ok, msg, code, raw = fs.read(fifo)
-    assert.is_true(time.now() - t0 < 5)
+    assert.is_true(time.now() - t0 < fixture.timeout(5))
     assert.is_nil(ok)
     assert.equal(fifo .. ": not a regular file (a FIFO)", msg)
     assert.equal("invalid", code)
@@ -416,14 +418,7 @@ describe("fs.lock", function()
     return assert(proc.spawn { argv = { BIN, "-e", code }, log = ready .. ".log" })
   end
 
-  local function reaper()
-    local pids = {}
-    return function(pid) pids[#pids + 1] = pid end, function()
-      for _, pid in ipairs(pids) do
-        if proc.alive(pid) then proc.kill(pid, "KILL") end
-      end
-    end
-  end
+  local reaper = fixture.reaper
 
   it("holds the lock, records the holder, unlocks idempotently", function()
     local d = dir()
@@ -524,7 +519,13 @@ describe("fs.lock", function()
     local pid = assert(proc.spawn { argv = { BIN, "-e",
       ('require"rollout.fs".lock(%q, {wait = true}); print("got it")'):format(p) }, log = log })
     track(pid)
-    time.sleep(0.3)
+    -- the handshake: the waiter has the lock file open (it is in its wait)
+    local real = fs.realpath(p)
+    assert.is_truthy(wait_for(function()
+      for _, fd in ipairs(fs.list("/proc/" .. pid .. "/fd") or {}) do
+        if fs.realpath("/proc/" .. pid .. "/fd/" .. fd) == real then return true end
+      end
+    end, 10), "the waiter never opened the lock file")
     assert.is_true(proc.alive(pid))
     assert.is_true(proc.kill(pid, "INT"))
     assert.is_true(wait_for(function() return not proc.alive(pid) end, 2))

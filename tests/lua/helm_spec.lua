@@ -8,9 +8,10 @@ local proc = require "rollout.proc"
 local http = require "rollout.http"
 local fs = require "rollout.fs"
 local time = require "rollout.time"
+local fixture = require "tests.helpers.fixture"
 
 local ROOT = os.getenv("ROLLOUT_ROOT") or "."
-local BIN = os.getenv("ROLLOUT_BIN") or require("rollout.sys").exe
+local BIN = fixture.bin
 local FAKE = ROOT .. "/tests/fakes/bin/helm"
 local CHART = ROOT .. "/deployments/chart"
 local TOKEN = "tok-1"
@@ -20,15 +21,7 @@ local helm_log, state
 
 local function read(path) return fs.read(path) or "" end
 
-local function wait_for(pred, secs, what)
-  local deadline = time.now() + (secs or 10)
-  while true do
-    local v = pred()
-    if v then return v end
-    if time.now() > deadline then error("timed out waiting for " .. (what or "a condition"), 2) end
-    time.sleep(0.02)
-  end
-end
+local wait_for = fixture.wait
 
 -- The fake helm's invocations so far: {{ts, pid, argv}, ...}
 local function invocations()
@@ -107,14 +100,11 @@ setup(function()
   state = tmp .. "/state"
   kubeconfig = tmp .. "/kubeconfig"
   local log = tmp .. "/server.log"
-  local pid = assert(proc.spawn { argv = { "/usr/bin/python3", ROOT .. "/tests/fakes/kube_apiserver.py",
+  local port
+  server, port = fixture.start_server { argv = { "/usr/bin/python3", ROOT .. "/tests/fakes/kube_apiserver.py",
     "--port", "0", "--certs", tmp .. "/certs", "--token", TOKEN, "--ready-delay", "0.1",
-    "--kubeconfig-out", kubeconfig }, log = log })
-  server = pid
-  local port = wait_for(function()
-    assert(proc.alive(pid), "the fake API server exited:\n" .. read(log))
-    return read(log):match("listening on 127%.0%.0%.1:(%d+)")
-  end, 30, "the fake API server")
+    "--kubeconfig-out", kubeconfig }, log = log, what = "the fake API server",
+    ready = function(text) return text:match("listening on 127%.0%.0%.1:(%d+)") end }
   api_base = "https://127.0.0.1:" .. port
 end)
 
@@ -394,7 +384,7 @@ describe("helm failures", function()
     assert.is_nil(rel)
     assert.equal("timeout", code)
     assert.matches("did not finish within 1.5s", msg, 1, true)
-    assert.is_true(took >= 1.5 and took < 4, "took " .. took .. " s")
+    assert.is_true(took >= 1.5 and took < fixture.timeout(4), "took " .. took .. " s")
     local inv = invocations()
     assert.equal(1, #inv)
     assert.is_true(contains(inv[1].argv, "--timeout=1s"))
@@ -409,7 +399,7 @@ describe("helm failures", function()
     took = time.now() - t0
     assert.is_nil(l)
     assert.equal("timeout", code)
-    assert.is_true(took >= 0.5 and took < 3, "took " .. took .. " s")
+    assert.is_true(took >= 0.5 and took < fixture.timeout(3), "took " .. took .. " s")
     inv = invocations()
     assert.is_false(proc.alive(math.tointeger(inv[1].pid)))
   end)

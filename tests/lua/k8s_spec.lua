@@ -6,15 +6,13 @@ local yaml = require "rollout.yaml"
 local proc = require "rollout.proc"
 local fs = require "rollout.fs"
 local time = require "rollout.time"
-local sys = require "rollout.sys"
 local fixture = require "tests.helpers.fixture"
 
 local ROOT = assert(fs.realpath(fixture.root))
 local SERVER = ROOT .. "/tests/fakes/kube_apiserver.py"
 local PLUGIN = ROOT .. "/tests/fakes/bin/fake-exec-plugin"
 local TOKEN = "tok-s3cr3t-7f3a9c21"
-local BIN = os.getenv("ROLLOUT_BIN")
-if not BIN or BIN == "" then BIN = sys.exe end
+local BIN = fixture.bin
 
 local function read(path)
   return fs.read(path) or ""
@@ -61,25 +59,13 @@ local function start_server(args)
     "--request-log", s.requests, "--kubeconfig-out", s.kc, "--kubeconfig-cert-out", s.kcc,
     "--kubeconfig-exec-out", s.kce, "--ready-delay", "0.2" }
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-  local pid, err = proc.spawn { argv = argv, log = s.log }
-  if not pid then
-    fixture.remove(dir)
-    error("cannot start the fake API server: " .. tostring(err))
-  end
-  s.pid = pid
-  local ok, werr = pcall(fixture.wait, function()
-    local port = read(s.log):match("listening on 127%.0%.0%.1:(%d+)")
-    if port then
-      s.port = tonumber(port)
-      return true
-    end
-    if not proc.alive(pid) then error("the fake API server exited:\n" .. read(s.log)) end
-  end, 30, "the fake API server")
+  local ok, pid, port = pcall(fixture.start_server, { argv = argv, log = s.log, what = "the fake API server",
+    ready = function(text) return text:match("listening on 127%.0%.0%.1:(%d+)") end })
   if not ok then
-    pcall(proc.stop, pid, { timeout = 2 })
     fixture.remove(dir)
-    error(werr)
+    error(pid)
   end
+  s.pid, s.port = pid, tonumber(port)
   s.url = "https://127.0.0.1:" .. s.port
   return s
 end
@@ -386,7 +372,7 @@ describe("rollout.k8s", function()
       local t0 = time.now()
       local msg = assert_fails("connect", "https://127.0.0.1:" .. port .. "/api/v1/namespaces/default/pods",
         c:list("pods"))
-      assert.is_true(time.now() - t0 < 2)
+      assert.is_true(time.now() - t0 < fixture.timeout(2))
       assert.matches("^GET ", msg)
     end)
 
@@ -605,7 +591,7 @@ describe("rollout.k8s", function()
       throttle { count = 1, code = 429, retry_after = 30 }
       local t0 = time.now()
       assert_fails("unavailable", nil, c:get("Namespace", "default", { timeout = 2 }))
-      assert.is_true(time.now() - t0 < 2)
+      assert.is_true(time.now() - t0 < fixture.timeout(2))
       throttle { count = 0 }
     end)
   end)
@@ -744,7 +730,7 @@ describe("rollout.k8s", function()
       local t0 = time.now()
       local msg = assert_fails("timeout", "timed out", c:get("Namespace", "default"))
       local took = time.now() - t0
-      assert.is_true(took >= 0.9 and took < 3, "took " .. took)
+      assert.is_true(took >= 0.9 and took < fixture.timeout(3), "took " .. took)
       assert.matches("exec plugin fake-exec-plugin timed out after 1s", msg, 1, true)
       assert.equal(1, count(d .. "/count"))
     end)
@@ -1119,7 +1105,7 @@ describe("rollout.k8s", function()
       assert.is_true(ok)
       assert.equal(list.metadata.resourceVersion, rv)
       assert.equal(0, called)
-      assert.is_true(took >= 0.9 and took < 3, "took " .. took)
+      assert.is_true(took >= 0.9 and took < fixture.timeout(3), "took " .. took)
     end)
 
     it("reports a 410 ERROR event as 'Expired'", function()
@@ -1176,12 +1162,12 @@ describe("rollout.k8s", function()
         print("usable", c:get("Namespace", "default") ~= nil)
       ]]):format(srv.kc, d .. "/ready")
       pid = assert(proc.spawn { argv = { BIN, "-e", script }, log = d .. "/out.log" })
+      -- the handshake: the callback has run, the stream is open
       fixture.wait(function() return fs.exists(d .. "/ready") end, 10, "the watch to start")
-      time.sleep(0.3)
       local t0 = time.now()
       assert(proc.kill(pid, "INT"))
       fixture.wait(function() return not proc.alive(pid) end, 5, "the interrupted watch to end")
-      assert.is_true(time.now() - t0 < 2)
+      assert.is_true(time.now() - t0 < fixture.timeout(2))
       local out = read(d .. "/out.log")
       assert.matches("result\tfalse\t[^\n]*interrupted", out)
       assert.matches("usable\ttrue", out)
@@ -1204,7 +1190,7 @@ describe("rollout.k8s", function()
       local n = #requests(srv)
       local t0 = time.now()
       assert.is_true(c:wait_rollout("microservice-1-v1", { timeout = 20 }))
-      assert.is_true(time.now() - t0 < 10)
+      assert.is_true(time.now() - t0 < fixture.timeout(10))
       local d = assert(c:get("deployments", "microservice-1-v1"))
       assert.equal(2, d.status.availableReplicas)
       -- a get and watches, no polling
@@ -1234,7 +1220,7 @@ describe("rollout.k8s", function()
       assert_fails("timeout", "deployment microservice-1-v9: 0 of 1 replicas available after 3s; pod microservice-1-v9-",
         ok, msg, code)
       assert.matches(": ImagePullBackOff: Failed to pull image \"example/microservice-1:broken\"", msg, 1, true)
-      assert.is_true(took >= 2.9 and took < 6, "took " .. took)
+      assert.is_true(took >= 2.9 and took < fixture.timeout(6), "took " .. took)
     end)
 
     it("reads pod logs", function()

@@ -5,9 +5,11 @@ local proc = require "rollout.proc"
 local fs = require "rollout.fs"
 local time = require "rollout.time"
 
-local BIN = os.getenv("ROLLOUT_BIN") or require("rollout.sys").exe
+local fixture = require "tests.helpers.fixture"
 
-local wait_for = require("tests.helpers.check").wait
+local BIN = fixture.bin
+
+local wait_for = fixture.poll
 
 -- Direct children of this process (zombies included).
 local function children()
@@ -28,17 +30,7 @@ local function new_children(before)
 end
 
 -- Pids a test started; all stopped (by pid) in finally().
-local function reaper()
-  local pids = {}
-  return function(pid)
-    if pid then pids[#pids + 1] = math.tointeger(pid) end
-    return pids
-  end, function()
-    for _, pid in ipairs(pids) do
-      if proc.alive(pid) then proc.kill(pid, "KILL") end
-    end
-  end
-end
+local reaper = fixture.reaper
 
 local function read_pids(path)
   local pids = {}
@@ -61,7 +53,7 @@ describe("proc.run", function()
     r = assert(proc.run { argv = { "sh", "-c", "exit 3" } })
     assert.equal(3, r.status)
     assert.is_number(r.duration)
-    assert.is_true(r.duration >= 0 and r.duration < 5)
+    assert.is_true(r.duration > 0 and r.duration < fixture.timeout(5), "duration " .. r.duration)
     assert.same({}, new_children(before))
   end)
 
@@ -185,7 +177,7 @@ describe("proc.run", function()
     local sh, sleeper = partial.stdout:match("^(%d+) (%d+)\n$")
     assert.is_not_nil(sh)
     sh, sleeper = math.tointeger(sh), math.tointeger(sleeper)
-    assert.is_true(elapsed >= 0.5 and elapsed < 3, "elapsed " .. elapsed)
+    assert.is_true(elapsed >= 0.5 and elapsed < fixture.timeout(3), "elapsed " .. elapsed)
     assert.is_false(proc.alive(sh))
     assert.is_true(wait_for(function() return not proc.alive(sleeper) end, 2))
     assert.same({}, new_children(before))
@@ -200,7 +192,7 @@ describe("proc.run", function()
     assert.equal("timeout", code)
     assert.equal(9, partial.signal)
     local sleeper = math.tointeger(partial.stdout:match("%d+"))
-    assert.is_true(elapsed >= 0.8 and elapsed < 3, "elapsed " .. elapsed)
+    assert.is_true(elapsed >= 0.8 and elapsed < fixture.timeout(3), "elapsed " .. elapsed)
     assert.is_true(wait_for(function() return not proc.alive(sleeper) end, 2))
   end)
 
@@ -373,7 +365,7 @@ describe("proc.alive, kill, stop", function()
     assert.is_true(proc.stop(pid, { timeout = 0.5 }))
     local elapsed = time.now() - t0
     assert.is_false(proc.alive(pid))
-    assert.is_true(elapsed >= 0.5 and elapsed < 3, "elapsed " .. elapsed)
+    assert.is_true(elapsed >= 0.5 and elapsed < fixture.timeout(3), "elapsed " .. elapsed)
   end)
 
   it("stop: a quick exit on TERM; true for a process already gone", function()
@@ -383,7 +375,7 @@ describe("proc.alive, kill, stop", function()
     track(pid)
     local t0 = time.now()
     assert.is_true(proc.stop(pid, { timeout = 5, signal = "INT" }))
-    assert.is_true(time.now() - t0 < 1)
+    assert.is_true(time.now() - t0 < fixture.timeout(1))
     assert.is_false(proc.alive(pid))
     assert.is_true(proc.stop(pid))
     assert.has_error(function() proc.stop(0) end)
@@ -419,13 +411,13 @@ describe("^C during proc.run", function()
     local child = wait_for(function() return read_pids(pidf)[1] end)
     assert.is_not_nil(child, "the child never started")
     for _, p in ipairs(read_pids(pidf)) do track(p) end
+    -- the handshake: the child wrote its pid, so proc.run is waiting for it
     assert.is_true(proc.alive(child))
-    time.sleep(0.1)
     local t0 = time.now()
     assert.is_true(proc.kill(rpid, "INT"))
     assert.is_true(wait_for(function() return not proc.alive(rpid) end, 5))
     local elapsed = time.now() - t0
-    assert.is_true(elapsed < expect_max, "took " .. elapsed)
+    assert.is_true(elapsed < fixture.timeout(expect_max), "took " .. elapsed)
     assert.matches("interrupted", fs.read(log))
     for _, p in ipairs(read_pids(pidf)) do
       assert.is_false(proc.alive(p), "pid " .. p .. " survived")

@@ -122,18 +122,10 @@ describe("the provider against canned answers", function()
   setup(function()
     dir = fixture.tmpdir()
     local log = dir .. "/fake.log"
-    local pid = assert(proc.spawn { argv = { "/usr/bin/python3", fixture.root .. "/tests/helpers/fake_prometheus.py",
-      "--port", "0" }, log = log })
-    srv = { pid = pid }
-    local ok, err = pcall(fixture.wait, function()
-      local port = (fs.read(log) or ""):match("listening on 127%.0%.0%.1:(%d+)")
-      if port then srv.url = "http://127.0.0.1:" .. port end
-      return port ~= nil or not proc.alive(pid)
-    end, 10, "fake_prometheus.py to listen")
-    if not ok or not srv.url then
-      fixture.stop(srv)
-      error("fake_prometheus.py did not start: " .. tostring(err) .. "\n" .. (fs.read(log) or ""))
-    end
+    local pid, port = fixture.start_server { argv = { "/usr/bin/python3",
+      fixture.root .. "/tests/helpers/fake_prometheus.py", "--port", "0" }, log = log, timeout = 10,
+      what = "fake_prometheus.py", ready = function(text) return text:match("listening on 127%.0%.0%.1:(%d+)") end }
+    srv = { pid = pid, url = "http://127.0.0.1:" .. port }
   end)
 
   teardown(function()
@@ -243,7 +235,7 @@ describe("the provider against canned answers", function()
     local m = measure(prom.provider { client = client { max_retry_wait = 5 }, query = "up" })
     assert.is_true(m.error)
     assert.matches("Retry%-After 120s is beyond max_retry_wait 5s", m.reason)
-    assert.is_true(time.now() - t0 < 2)
+    assert.is_true(time.now() - t0 < fixture.timeout(2))
   end)
 
   it("times out on a server that does not answer", function()
@@ -252,7 +244,7 @@ describe("the provider against canned answers", function()
     local m = measure(prom.provider { client = client { timeout = 0.5, retries = 0 }, query = "up" })
     assert.is_true(m.error)
     assert.matches("timed? ?out", m.reason:lower())
-    assert.is_true(time.now() - t0 < 2.5)
+    assert.is_true(time.now() - t0 < fixture.timeout(2.5))
   end)
 
   it("errs on bad JSON and on an answer that is not Prometheus's", function()
@@ -363,7 +355,7 @@ describe("the provider against canned answers", function()
       prometheus = { url = "http://127.0.0.1:1/", username = "alice" } } })
     assert.equal("http://127.0.0.1:1/", o.url)
     assert.equal("shop/service.yaml: prometheus.url", o.source)
-    local r = proc.run { argv = { os.getenv("ROLLOUT_BIN") or "./rollout", "-e", [[
+    local r = proc.run { argv = { fixture.bin, "-e", [[
       local prom = require "rollout.metrics.prometheus"
       local o = prom.settings { name = "shop", config = { prometheus = { url = "http://127.0.0.1:1", username = "alice" } } }
       local c = prom.client(o)
@@ -433,7 +425,7 @@ describe("the provider against a real Prometheus", function()
     assert.is_true(bad.error)
     assert.matches("HTTP 400, bad_data: .*parse error", bad.reason)
     -- a range of 5 s at 1 s steps: a point per step once the first scrapes are in
-    local range = require("tests.helpers.check").wait(function()
+    local range = fixture.poll(function()
       local r = m('up{job="self"}', { range = { duration = "5s", step = "1s" }, over_time = "min" })
       return r.n and r.n >= 3 and r
     end, 15)

@@ -5,12 +5,11 @@
 local fixture = require "tests.helpers.fixture"
 local proc = require "rollout.proc"
 local fs = require "rollout.fs"
-local sys = require "rollout.sys"
 local repl_k8s = require "rollout.repl.k8s"
 local time = require "rollout.time"
 
 local ROOT = fixture.root
-local BIN = os.getenv("ROLLOUT_BIN") or sys.exe
+local BIN = fixture.bin
 local FAKES = ROOT .. "/tests/fakes"
 
 local function read(path) return fs.read(path) or "" end
@@ -23,14 +22,10 @@ describe("the REPL's Kubernetes helpers", function()
     kubeconfig = tmp .. "/kubeconfig"
     helm_state = tmp .. "/helm"
     local out = tmp .. "/server.log"
-    pid = assert(proc.spawn { log = out, argv = { "/usr/bin/python3", FAKES .. "/kube_apiserver.py", "--port", "0",
-      "--certs", tmp .. "/certs", "--token", "tok-1", "--gateway-port", "0", "--ready-delay", "0.2",
-      "--kubeconfig-out", kubeconfig } })
-    fixture.wait(function()
-      if not proc.alive(pid) then error("the fake API server exited:\n" .. read(out), 0) end
-      gateway = read(out):match("gateway on 127%.0%.0%.1:(%d+)")
-      return gateway
-    end, 30, "the fake API server")
+    pid, gateway = fixture.start_server { log = out, argv = { "/usr/bin/python3", FAKES .. "/kube_apiserver.py",
+      "--port", "0", "--certs", tmp .. "/certs", "--token", "tok-1", "--gateway-port", "0", "--ready-delay", "0.2",
+      "--kubeconfig-out", kubeconfig }, what = "the fake API server",
+      ready = function(text) return text:match("gateway on 127%.0%.0%.1:(%d+)") end }
     assert(fs.mkdir_p(tmp .. "/project"))
     local r = assert(proc.run { argv = { "cp", "-r", ROOT .. "/deployments", tmp .. "/project/deployments" } })
     assert(r.status == 0, r.stderr)
@@ -152,7 +147,7 @@ describe("the REPL's Kubernetes helpers", function()
     local t0 = time.now()
     assert(proc.kill(pid, "INT"))
     fixture.wait(function() return not proc.alive(pid) end, 5, "the watch to end on ^C")
-    assert.is_true(time.now() - t0 < 3)
+    assert.is_true(time.now() - t0 < fixture.timeout(3))
     local text = read(out)
     assert.truthy(text:find("Pod/microservice%-1%-v1%-[%w-]+ %(Running, 1/1 ready%)"), text)
     assert.truthy(text:find("interrupted", 1, true), text)
@@ -244,7 +239,7 @@ describe("the REPL's Kubernetes helpers", function()
 
   it("the REPL adds the helpers with --target kubernetes, and not without", function()
     local proc = require "rollout.proc"
-    local bin = os.getenv("ROLLOUT_BIN") or "./rollout"
+    local bin = BIN
     local probe = "print(type(rollout), type(k8s), type(helm), type(svc), type(pods), type(releases), type(routes))\n"
     local k = assert(proc.run { argv = { bin, "--target", "kubernetes", "-i" }, stdin = probe, timeout = 20,
                                 env = { ROLLOUT_HISTORY = "" } })

@@ -3,9 +3,9 @@
 local sock = require "rollout.sock"
 local proc = require "rollout.proc"
 local fs = require "rollout.fs"
-local time = require "rollout.time"
+local fixture = require "tests.helpers.fixture"
 
-local BIN = os.getenv("ROLLOUT_BIN") or "./rollout"
+local BIN = fixture.bin
 
 local tmp
 setup(function() tmp = assert(fs.mkdtemp("/tmp/rollout-sock-")) end)
@@ -14,7 +14,8 @@ teardown(function() if tmp then fs.remove_tree(tmp) end end)
 -- A one-shot unix stream server: reads until the client half-closes, then
 -- answers "got: <what it read>" and closes.
 local function server(path)
-  local pid = assert(proc.spawn { argv = { "python3", "-c", [[
+  return (fixture.start_server { log = path .. ".log", what = "a unix socket server",
+    ready = function() return fs.exists(path) end, argv = { "python3", "-c", [[
 import os, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.bind(sys.argv[1]); s.listen(1)
@@ -27,9 +28,6 @@ while True:
 c.sendall(b"got: " + data)
 c.close()
 ]], path } })
-  local deadline = time.now() + 10
-  while not fs.exists(path) and time.now() < deadline do time.sleep(0.02) end
-  return pid
 end
 
 describe("rollout.sock", function()

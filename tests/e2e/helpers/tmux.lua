@@ -6,13 +6,14 @@
 --   finally(function() s:close() end)
 --   s:type("1+1"); s:key("Enter"); s:wait_line("2")
 local proc = require "rollout.proc"
-local time = require "rollout.time"
 local sys = require "rollout.sys"
 local fs = require "rollout.fs"
+local fixture = require "tests.helpers.fixture"
 
 local M = {}
 
---- How long a wait may take before it fails (AddressSanitizer builds are
+--- How long a wait may take before it fails, in seconds before the
+-- TIMEOUT_FACTOR scaling of fixture.poll (AddressSanitizer builds are
 -- several times slower than plain ones).
 M.timeout = tonumber(os.getenv("ROLLOUT_E2E_TIMEOUT")) or 15
 
@@ -105,15 +106,13 @@ end
 --- Polls the screen until check(lines, screen) is true; fails with the
 -- screen after the deadline.
 function Session:wait(what, check, timeout)
-  local deadline = time.now() + (timeout or M.timeout)
   local lines, screen
-  while true do
+  local ok = fixture.poll(function()
     lines = self:lines()
     screen = table.concat(lines, "\n")
-    if check(lines, screen) then return lines end
-    if time.now() > deadline then break end
-    time.sleep(0.05)
-  end
+    return check(lines, screen)
+  end, timeout or M.timeout)
+  if ok then return lines end
   error(("timed out waiting for %s; the screen:\n%s"):format(what, screen), 2)
 end
 
