@@ -181,10 +181,13 @@ describe("canary driven from another shell", function()
     local pid, log = start(env, "canary.lua", "v3", "--interval=30")
     assert(wait(function() return log_has(log, "analysis: error-rate") end, 30), fs.read(log))
     assert.equal(1, status(env).step)
-    -- two promotes at once, both for the step they saw
-    local a = proc.spawn { argv = { local_env.bin, "scripts/ops.lua", "promote", SVC, "--json" },
+    -- two promotes at once, both for the step they saw (step 1: said
+    -- explicitly, or the second could read the step after the first was
+    -- answered, and rightly promote step 2)
+    local a = proc.spawn { argv = { local_env.bin, "scripts/ops.lua", "promote", SVC, "--expect-step", "1", "--json" },
                            log = fs.join(env.dir, "p1.log"), env = env.env, cwd = local_env.root }
-    local b = env:ops("promote", SVC, "--json")
+    env:track(a)
+    local b = env:ops("promote", SVC, "--expect-step", "1", "--json")
     assert(wait(function() return not proc.alive(a) end, 30))
     assert.equal(0, b.status, b.stderr)
     local answers = { json.decode(b.stdout).result, json.decode(fs.read(fs.join(env.dir, "p1.log"))).result }
