@@ -87,6 +87,11 @@ void curlx_redact_url(const char *url, char *out, size_t outlen);
  * over, so only the last response's headers remain. May raise (memory). */
 void curlx_push_headers(lua_State *L, const char *raw, size_t len);
 
+/* Pushes {status=, headers=, body=} of e's finished transfer, with the
+ * header bytes and the body it received, and room for `extra` more fields.
+ * May raise (memory). */
+void curlx_push_response(lua_State *L, CURL *e, const rbuf *head, const rbuf *body, int extra);
+
 /* Is s an HTTP token (a method or header name), 1..63 characters? */
 int curlx_is_token(const char *s);
 

@@ -317,3 +317,16 @@ int curlx_fail(lua_State *L, const char *method, const char *url, CURLcode rc, c
     lua_pushfstring(L, "curl %d", (int)rc);
     return 4;
 }
+
+void curlx_push_response(lua_State *L, CURL *e, const rbuf *head, const rbuf *body, int extra)
+{
+    long status = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    lua_createtable(L, 0, 3 + extra);
+    lua_pushinteger(L, status);
+    lua_setfield(L, -2, "status");
+    curlx_push_headers(L, head->p ? head->p : "", head->len);
+    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, body->p ? body->p : "", body->len);
+    lua_setfield(L, -2, "body");
+}

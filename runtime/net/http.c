@@ -231,17 +231,9 @@ static void set_connection_opts(lua_State *L, CURL *e)
 /* Pushes {status=, headers=, body=, duration=} of the finished transfer. */
 static void push_response(lua_State *L, http_req *r)
 {
-    long status = 0;
     curl_off_t total_us = 0;
-    curl_easy_getinfo(r->e, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(r->e, CURLINFO_TOTAL_TIME_T, &total_us);
-    lua_createtable(L, 0, 4);
-    lua_pushinteger(L, status);
-    lua_setfield(L, -2, "status");
-    curlx_push_headers(L, r->head.p ? r->head.p : "", r->head.len);
-    lua_setfield(L, -2, "headers");
-    lua_pushlstring(L, r->body.p ? r->body.p : "", r->body.len);
-    lua_setfield(L, -2, "body");
+    curlx_push_response(L, r->e, &r->head, &r->body, 1);
     lua_pushnumber(L, (double)total_us / 1e6);
     lua_setfield(L, -2, "duration");
 }

@@ -485,7 +485,6 @@ static int hs_request(lua_State *L)
     const char *method;
     double timeout;
     CURLcode rc;
-    long status = 0;
     int top;
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
@@ -515,14 +514,7 @@ static int hs_request(lua_State *L)
     }
     if (rc != CURLE_OK)
         return fail(L, method, lua_tostring(L, top - 1), rc, s->errbuf, &s->guard, s->too_large, s->max_body);
-    curl_easy_getinfo(s->e, CURLINFO_RESPONSE_CODE, &status);
-    lua_createtable(L, 0, 3);
-    lua_pushinteger(L, status);
-    lua_setfield(L, -2, "status");
-    curlx_push_headers(L, s->head.p ? s->head.p : "", s->head.len);
-    lua_setfield(L, -2, "headers");
-    lua_pushlstring(L, s->body.p ? s->body.p : "", s->body.len);
-    lua_setfield(L, -2, "body");
+    curlx_push_response(L, s->e, &s->head, &s->body, 0);
     if (s->body.cap > ((size_t)1 << 20)) /* don't keep a large list's buffer */
         rbuf_free(&s->body);
     return 1;

@@ -456,33 +456,28 @@ static int start_child(lua_State *L, run_state *st, const px_spec *spec, int out
     return 0;
 }
 
+/* Adds fd to the poll set when it is open; its index there, or -1. */
+static int watch_fd(struct pollfd *fds, int *nfds, int fd, short events)
+{
+    if (fd < 0)
+        return -1;
+    fds[*nfds].fd = fd;
+    fds[*nfds].events = events;
+    fds[*nfds].revents = 0;
+    return (*nfds)++;
+}
+
 /* One poll round of at most `left` seconds: feeds stdin and reads stdout
  * and stderr as far as they are ready. */
 static void pump_io(run_state *st, double left)
 {
     struct pollfd fds[4];
-    int nfds = 0, ms, in_i = -1, out_i = -1, err_i = -1;
+    int nfds = 0, ms, in_i, out_i, err_i;
     double wait;
-    if (st->in_fd >= 0) {
-        fds[nfds].fd = st->in_fd;
-        fds[nfds].events = POLLOUT;
-        in_i = nfds++;
-    }
-    if (st->out_fd >= 0) {
-        fds[nfds].fd = st->out_fd;
-        fds[nfds].events = POLLIN;
-        out_i = nfds++;
-    }
-    if (st->err_fd >= 0) {
-        fds[nfds].fd = st->err_fd;
-        fds[nfds].events = POLLIN;
-        err_i = nfds++;
-    }
-    if (st->pidfd >= 0) {
-        fds[nfds].fd = st->pidfd;
-        fds[nfds].events = POLLIN;
-        nfds++;
-    }
+    in_i = watch_fd(fds, &nfds, st->in_fd, POLLOUT);
+    out_i = watch_fd(fds, &nfds, st->out_fd, POLLIN);
+    err_i = watch_fd(fds, &nfds, st->err_fd, POLLIN);
+    watch_fd(fds, &nfds, st->pidfd, POLLIN);
     /* wake up now and then to notice a ^C that hit before poll() */
     wait = st->pidfd >= 0 ? 0.1 : 0.02;
     if (left < wait)
