@@ -303,6 +303,14 @@ _Noreturn void px_child_fail(int fd, int kind, int err)
     _exit(127);
 }
 
+void px_close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
 int px_fd_above2(int fd)
 {
     int nfd;

@@ -53,6 +53,9 @@ _Noreturn void px_child_fail(int fd, int kind, int err);
 /* Pushes nil, "cannot run 'prog': ...", code and returns 3. */
 int px_fail_exec(lua_State *L, const px_spec *spec, const px_msg *msg);
 
+/* Closes *fd when it is open and sets it to -1. */
+void px_close_fd(int *fd);
+
 /* Moves fd to a number >= 3 (close-on-exec), closing the original. Returns
  * the new fd, or -1 with errno set. */
 int px_fd_above2(int fd);

@@ -46,21 +46,13 @@ typedef struct run_state {
     outbuf out, err;
 } run_state;
 
-static void close_fd(int *fd)
-{
-    if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-    }
-}
-
 static void close_child_ends(run_state *st)
 {
-    close_fd(&st->child_in);
-    close_fd(&st->child_out);
-    close_fd(&st->child_err);
-    close_fd(&st->null_fd);
-    close_fd(&st->report_w);
+    px_close_fd(&st->child_in);
+    px_close_fd(&st->child_out);
+    px_close_fd(&st->child_err);
+    px_close_fd(&st->null_fd);
+    px_close_fd(&st->report_w);
 }
 
 /* Reaps the child, blocking (it has been sent SIGKILL, or has exited). */
@@ -82,11 +74,11 @@ static void run_release(run_state *st)
         reap(st);
     }
     close_child_ends(st);
-    close_fd(&st->in_fd);
-    close_fd(&st->out_fd);
-    close_fd(&st->err_fd);
-    close_fd(&st->report_r);
-    close_fd(&st->pidfd);
+    px_close_fd(&st->in_fd);
+    px_close_fd(&st->out_fd);
+    px_close_fd(&st->err_fd);
+    px_close_fd(&st->report_r);
+    px_close_fd(&st->pidfd);
     rbuf_free(&st->out.b);
     rbuf_free(&st->err.b);
 }
@@ -124,7 +116,7 @@ static void read_some(int *fd, outbuf *b, int all)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        close_fd(fd); /* EOF or a read error */
+        px_close_fd(fd); /* EOF or a read error */
     }
 }
 
@@ -163,7 +155,7 @@ static void write_some(run_state *st)
         size_t left = st->input_len - st->input_off;
         ssize_t n;
         if (left == 0) {
-            close_fd(&st->in_fd); /* EOF for the child */
+            px_close_fd(&st->in_fd); /* EOF for the child */
             return;
         }
         n = write_nosigpipe(st->in_fd, st->input + st->input_off, left > CHUNK ? CHUNK : left);
@@ -175,7 +167,7 @@ static void write_some(run_state *st)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        close_fd(&st->in_fd); /* EPIPE: the child does not read any more */
+        px_close_fd(&st->in_fd); /* EPIPE: the child does not read any more */
     }
 }
 
@@ -368,7 +360,7 @@ static int await_exec(lua_State *L, run_state *st, const px_spec *spec, double d
         else if (n == 0 || errno != EINTR)
             break;
     }
-    close_fd(&st->report_r);
+    px_close_fd(&st->report_r);
     if (got < sizeof msg)
         return 0; /* EOF: execve succeeded and closed the pipe */
     reap(st); /* the child ends with _exit(127) right after reporting */

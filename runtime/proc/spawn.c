@@ -21,20 +21,12 @@ typedef struct spawn_state {
     int null_fd, log_fd, report_r, report_w;
 } spawn_state;
 
-static void close_fd(int *fd)
-{
-    if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-    }
-}
-
 static void spawn_release(spawn_state *st)
 {
-    close_fd(&st->null_fd);
-    close_fd(&st->log_fd);
-    close_fd(&st->report_r);
-    close_fd(&st->report_w);
+    px_close_fd(&st->null_fd);
+    px_close_fd(&st->log_fd);
+    px_close_fd(&st->report_r);
+    px_close_fd(&st->report_w);
 }
 
 static int spawn_gc(lua_State *L)
@@ -202,9 +194,9 @@ static int start_daemon(lua_State *L, spawn_state *st, const px_spec *spec)
         spawn_release(st);
         return rollout_fail_errno(L, err, "cannot run '%s': fork", spec->argv[0]);
     }
-    close_fd(&st->report_w);
-    close_fd(&st->null_fd);
-    close_fd(&st->log_fd);
+    px_close_fd(&st->report_w);
+    px_close_fd(&st->null_fd);
+    px_close_fd(&st->log_fd);
     while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
         ; /* it exits right after the second fork */
     return 0;
