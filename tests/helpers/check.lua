@@ -3,9 +3,21 @@
 --                           (NaN equals NaN); returns ok, where-they-differ
 --   check.assert_same(expected, got)
 --   check.kind(t)           the "array"/"object" marker of a decoded table
+--   check.refusal(f, ...)   runs f, asserts it refused (exit 2); the message
 --   (waiting, timeouts, pids, servers: tests/helpers/fixture.lua)
 
 local check = {}
+
+--- Runs f(...) and returns the message of the refusal it raised; fails
+-- when it raised none, or another error.
+function check.refusal(f, ...)
+  local errors = require "rollout.errors"
+  local ok, err = pcall(f, ...)
+  assert(not ok, "expected a refusal")
+  assert(errors.is(err, "refused"), "expected a refusal, got: " .. tostring(err))
+  assert(err.exit == 2, "expected exit 2, got: " .. tostring(err.exit))
+  return err.message
+end
 
 function check.same(a, b, path)
   path = path or "value"

@@ -2,17 +2,10 @@
 -- which config.load stands). Cases found by the fuzzer
 -- (tests/fuzz/service_config.lua) included.
 local config = require "rollout.config"
-local errors = require "rollout.errors"
 
 local FILE = "deployments/microservice-1/service.yaml"
 
-local function refusal(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected a refusal")
-  assert.is_true(errors.is(err, "refused"), "expected a refusal, got: " .. tostring(err))
-  assert.equal(2, err.exit)
-  return err.message
-end
+local refusal = require("tests.helpers.check").refusal
 
 describe("rollout.config.parse", function()
   it("fills the defaults", function()

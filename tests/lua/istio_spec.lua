@@ -3,7 +3,6 @@
 -- their validation against the real CRD schemas in ../shared/schemas/
 -- (through tests/helpers/crd_validate.py and Debian's python3-jsonschema).
 local istio = require "rollout.target.kubernetes.routing"
-local errors = require "rollout.errors"
 local yaml = require "rollout.yaml"
 local json = require "rollout.json"
 local proc = require "rollout.proc"
@@ -26,14 +25,7 @@ local function cfg(over)
   return c
 end
 
--- Runs f and returns the refusal it raised (fails if none, or another error).
-local function refusal(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected a refusal")
-  assert.is_true(errors.is(err, "refused"), "expected a refusal, got: " .. tostring(err))
-  assert.equal(2, err.exit)
-  return err.message
-end
+local refusal = require("tests.helpers.check").refusal
 
 local function sum(t)
   local s = 0

@@ -2,16 +2,8 @@
 -- refusals are in tests/e2e/local_target_spec.lua; these are the cases
 -- found by the fuzzer, tests/fuzz/traffic.lua).
 local traffic = require "rollout.traffic"
-local errors = require "rollout.errors"
 
--- Runs f and returns the refusal it raised (fails if none, or another error).
-local function refusal(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected a refusal")
-  assert.is_true(errors.is(err, "refused"), "expected a refusal, got: " .. tostring(err))
-  assert.equal(2, err.exit)
-  return err.message
-end
+local refusal = require("tests.helpers.check").refusal
 
 describe("rollout.traffic.parse", function()
   it("accepts the file in the original format, and an empty one", function()
