@@ -87,6 +87,10 @@ void curlx_redact_url(const char *url, char *out, size_t outlen);
  * over, so only the last response's headers remain. May raise (memory). */
 void curlx_push_headers(lua_State *L, const char *raw, size_t len);
 
+/* A body callback's append: adds n bytes of data to b unless that would
+ * pass max (then sets *too_large). n when added, 0 to make curl stop. */
+size_t curlx_add_capped(rbuf *b, size_t max, int *too_large, const char *data, size_t n);
+
 /* Pushes {status=, headers=, body=} of e's finished transfer, with the
  * header bytes and the body it received, and room for `extra` more fields.
  * May raise (memory). */

@@ -330,3 +330,12 @@ void curlx_push_response(lua_State *L, CURL *e, const rbuf *head, const rbuf *bo
     lua_pushlstring(L, body->p ? body->p : "", body->len);
     lua_setfield(L, -2, "body");
 }
+
+size_t curlx_add_capped(rbuf *b, size_t max, int *too_large, const char *data, size_t n)
+{
+    if (n > max - b->len) {
+        *too_large = 1;
+        return 0;
+    }
+    return rbuf_add(b, data, n) == 0 ? n : 0;
+}

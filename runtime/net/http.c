@@ -63,12 +63,7 @@ static int req_gc(lua_State *L)
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
     http_req *r = ud;
-    size_t n = size * nmemb;
-    if (n > r->max_body - r->body.len) {
-        r->too_large = 1;
-        return 0;
-    }
-    return rbuf_add(&r->body, data, n) == 0 ? n : 0;
+    return curlx_add_capped(&r->body, r->max_body, &r->too_large, data, size * nmemb);
 }
 
 static size_t on_header(char *line, size_t size, size_t nitems, void *ud)

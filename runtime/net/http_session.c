@@ -457,12 +457,7 @@ static int fail(lua_State *L, const char *method, const char *url, CURLcode rc, 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
     session *s = ud;
-    size_t n = size * nmemb;
-    if (n > s->max_body - s->body.len) {
-        s->too_large = 1;
-        return 0;
-    }
-    return rbuf_add(&s->body, data, n) == 0 ? n : 0;
+    return curlx_add_capped(&s->body, s->max_body, &s->too_large, data, size * nmemb);
 }
 
 static size_t on_header(char *line, size_t size, size_t nitems, void *ud)
